@@ -1,0 +1,493 @@
+//! natter's configuration: one TOML file, every key optional, every default the embedded
+//! single-machine setup (`config/natter.toml` documents each key).
+//!
+//! This crate owns parsing and validation, so that a bad file stops start-up with an error naming
+//! the key, the value and what was expected. It must never open sockets or files other than the
+//! config file itself: checking that a port is free or a key file readable belongs to the code
+//! that uses them, which names the key in its own error.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Deserializer};
+
+/// A configuration that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file named on the command line.
+        path: PathBuf,
+        /// Why reading failed.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML, or a key has a value of the wrong shape.
+    #[error("config {path}: key `{key}`: {message}")]
+    Parse {
+        /// The file named on the command line.
+        path: String,
+        /// The dotted key, e.g. `mqtt.tcp`.
+        key: String,
+        /// What was wrong, with the value and the expectation where the parser gives them.
+        message: String,
+    },
+    /// A value parsed but is not acceptable.
+    #[error("config key `{key}` = {value}: expected {expected}")]
+    Invalid {
+        /// The dotted key.
+        key: String,
+        /// The offending value as written.
+        value: String,
+        /// What would have been accepted.
+        expected: String,
+    },
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the embedded store, keys and tokens live.
+    pub data_dir: PathBuf,
+    /// The MQTT listeners and their bounds.
+    pub mqtt: MqttConfig,
+    /// The HTTP API.
+    pub http: HttpConfig,
+    /// Passwords and tokens.
+    pub auth: AuthConfig,
+    /// The message store.
+    pub store: StoreConfig,
+    /// Chat limits.
+    pub limits: LimitsConfig,
+    /// Extra topic rights outside the chat namespaces, Mosquitto-style.
+    pub acl: Vec<AclRule>,
+    /// An optional listener for clients without credentials.
+    pub anonymous: Option<AnonymousConfig>,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./data"),
+            mqtt: MqttConfig::default(),
+            http: HttpConfig::default(),
+            auth: AuthConfig::default(),
+            store: StoreConfig::default(),
+            limits: LimitsConfig::default(),
+            acl: Vec::new(),
+            anonymous: None,
+            log: LogConfig::default(),
+        }
+    }
+}
+
+/// MQTT listeners and per-connection bounds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MqttConfig {
+    /// MQTT over TCP.
+    #[serde(deserialize_with = "addr")]
+    pub tcp: SocketAddr,
+    /// MQTT over WebSocket (path `/mqtt`); absent or empty turns it off.
+    #[serde(deserialize_with = "opt_addr")]
+    pub ws: Option<SocketAddr>,
+    /// Most connections accepted at once, per listener.
+    pub max_connections: usize,
+    /// Largest MQTT packet accepted, in bytes; a bigger one breaks MQTT and closes the connection.
+    pub max_packet_size: u32,
+    /// Smallest keepalive a client may ask for, in seconds (0 = any).
+    pub min_keepalive: u16,
+    /// Largest keepalive a client may ask for, in seconds.
+    pub max_keepalive: u16,
+    /// QoS 1/2 messages in flight to one client before the rest queue.
+    pub max_inflight: u16,
+    /// Messages queued for one offline persistent session; beyond it the oldest are dropped
+    /// (the store still has them: `sync` recovers them).
+    pub max_queue: usize,
+    /// Seconds a connection may take to send CONNECT.
+    pub handshake_timeout_secs: u64,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        MqttConfig {
+            tcp: SocketAddr::from(([127, 0, 0, 1], 1883)),
+            ws: Some(SocketAddr::from(([127, 0, 0, 1], 8083))),
+            max_connections: 100_000,
+            max_packet_size: 1024 * 1024,
+            min_keepalive: 0,
+            max_keepalive: 3600,
+            max_inflight: 32,
+            max_queue: 1000,
+            handshake_timeout_secs: 10,
+        }
+    }
+}
+
+/// The HTTP API: tokens, admin, health.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Where the HTTP API listens.
+    #[serde(deserialize_with = "addr")]
+    pub listen: SocketAddr,
+    /// Bearer token for `/v1/admin/*`. Empty: one is made at start and written to
+    /// `{data_dir}/admin.token`, where `natter user …` finds it.
+    pub admin_token: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig { listen: SocketAddr::from(([127, 0, 0, 1], 8080)), admin_token: String::new() }
+    }
+}
+
+/// Passwords and tokens.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Lifetime of tokens from `POST /v1/token`, in seconds.
+    pub token_ttl_secs: u64,
+    /// Key that signs natter's own tokens (HS256). Empty: `{data_dir}/token.key`, made at first
+    /// start.
+    pub token_key_file: String,
+    /// Other issuers whose tokens are accepted as MQTT passwords.
+    pub trusted_issuers: Vec<TrustedIssuer>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig { token_ttl_secs: 24 * 3600, token_key_file: String::new(), trusted_issuers: Vec::new() }
+    }
+}
+
+/// An identity provider whose signed tokens natter accepts. The token's `sub` is the user id.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustedIssuer {
+    /// The `iss` claim the token must carry.
+    pub issuer: String,
+    /// The signing algorithm.
+    pub algorithm: IssuerAlgorithm,
+    /// PEM public key of the issuer.
+    pub public_key_file: PathBuf,
+    /// The `aud` claim required, if any.
+    #[serde(default)]
+    pub audience: Option<String>,
+}
+
+/// Asymmetric algorithms accepted from trusted issuers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum IssuerAlgorithm {
+    /// RSA PKCS#1 v1.5 with SHA-256.
+    RS256,
+    /// ECDSA P-256 with SHA-256.
+    ES256,
+    /// Ed25519.
+    EdDSA,
+}
+
+/// The message store.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `embedded` (redb file under data_dir). `cassandra` is planned.
+    pub backend: String,
+    /// Most sends committed together in one transaction.
+    pub max_batch: usize,
+    /// Sends waiting for the writer before new ones are refused (quota exceeded).
+    pub max_queue: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig { backend: "embedded".into(), max_batch: 512, max_queue: 16_384 }
+    }
+}
+
+/// Chat limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest chat message payload, in bytes.
+    pub max_message_bytes: usize,
+    /// Hours a `cid` is remembered for deduplication (24 at least).
+    pub dedup_hours: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig { max_message_bytes: 64 * 1024, dedup_hours: 48 }
+    }
+}
+
+/// Extra rights for users whose name matches `user` (`*` matches any run of characters).
+/// Topic filters may use `%u` for the user's own name, as Mosquitto's `pattern` does.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AclRule {
+    /// User name or pattern, e.g. `sensor-*`, `*`.
+    pub user: String,
+    /// Filters the user may publish to.
+    #[serde(default)]
+    pub publish: Vec<String>,
+    /// Filters the user may subscribe to.
+    #[serde(default)]
+    pub subscribe: Vec<String>,
+}
+
+/// A listener for clients without credentials, with its own topic rights. Clients on it never
+/// reach the chat namespaces.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnonymousConfig {
+    /// Where it listens (TCP).
+    #[serde(deserialize_with = "addr")]
+    pub listen: SocketAddr,
+    /// Filters anonymous clients may publish to.
+    #[serde(default)]
+    pub publish: Vec<String>,
+    /// Filters anonymous clients may subscribe to.
+    #[serde(default)]
+    pub subscribe: Vec<String>,
+}
+
+/// Logging.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `human` or `json`.
+    pub format: LogFormat,
+    /// A `tracing` filter, e.g. `info` or `natter=debug,info`. `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { format: LogFormat::Human, level: "info".into() }
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// For people at a terminal.
+    Human,
+    /// One JSON object a line, for collectors.
+    Json,
+}
+
+struct AddrVisitor;
+
+impl serde::de::Visitor<'_> for AddrVisitor {
+    type Value = Option<SocketAddr>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a socket address like \"127.0.0.1:1883\"")
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        if v.is_empty() {
+            return Ok(None);
+        }
+        v.parse().map(Some).map_err(|_| {
+            E::custom(format!("invalid value {v:?}: expected a socket address like \"127.0.0.1:1883\""))
+        })
+    }
+}
+
+fn addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    d.deserialize_str(AddrVisitor)?.ok_or_else(|| {
+        serde::de::Error::custom("invalid value \"\": expected a socket address like \"127.0.0.1:1883\"")
+    })
+}
+
+fn opt_addr<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    d.deserialize_str(AddrVisitor)
+}
+
+impl Config {
+    /// Reads and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates TOML text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let de = toml::Deserializer::new(text);
+        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner();
+            ConfigError::Parse {
+                path: origin.to_owned(),
+                key: if key == "." { "(top level)".into() } else { key },
+                message: inner.message().trim().to_owned(),
+            }
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, value: String, expected: &str| {
+            Err(ConfigError::Invalid { key: key.into(), value, expected: expected.into() })
+        };
+        if self.store.backend != "embedded" {
+            return invalid(
+                "store.backend",
+                format!("{:?}", self.store.backend),
+                "\"embedded\" (the Cassandra backend is not built yet)",
+            );
+        }
+        if self.store.max_batch == 0 {
+            return invalid("store.max_batch", "0".into(), "at least 1");
+        }
+        if self.store.max_queue == 0 {
+            return invalid("store.max_queue", "0".into(), "at least 1");
+        }
+        if self.mqtt.max_packet_size < 1024 {
+            return invalid("mqtt.max_packet_size", self.mqtt.max_packet_size.to_string(), "at least 1024");
+        }
+        if self.limits.max_message_bytes == 0
+            || self.limits.max_message_bytes > self.mqtt.max_packet_size as usize
+        {
+            return invalid(
+                "limits.max_message_bytes",
+                self.limits.max_message_bytes.to_string(),
+                "between 1 and mqtt.max_packet_size",
+            );
+        }
+        if self.limits.dedup_hours < 24 {
+            return invalid("limits.dedup_hours", self.limits.dedup_hours.to_string(), "at least 24");
+        }
+        if self.mqtt.max_inflight == 0 {
+            return invalid("mqtt.max_inflight", "0".into(), "at least 1");
+        }
+        if self.mqtt.min_keepalive > self.mqtt.max_keepalive {
+            return invalid(
+                "mqtt.min_keepalive",
+                self.mqtt.min_keepalive.to_string(),
+                "no more than mqtt.max_keepalive",
+            );
+        }
+        if self.auth.token_ttl_secs == 0 {
+            return invalid("auth.token_ttl_secs", "0".into(), "at least 1");
+        }
+        for (i, rule) in self.acl.iter().enumerate() {
+            if rule.user.is_empty() {
+                return invalid(&format!("acl[{i}].user"), "\"\"".into(), "a user name or pattern");
+            }
+            for (kind, filters) in [("publish", &rule.publish), ("subscribe", &rule.subscribe)] {
+                check_filters(&format!("acl[{i}].{kind}"), filters)?;
+            }
+        }
+        if let Some(anon) = &self.anonymous {
+            check_filters("anonymous.publish", &anon.publish)?;
+            check_filters("anonymous.subscribe", &anon.subscribe)?;
+            if anon.listen == self.mqtt.tcp || Some(anon.listen) == self.mqtt.ws {
+                return invalid(
+                    "anonymous.listen",
+                    anon.listen.to_string(),
+                    "an address no other MQTT listener uses",
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Topics a config rule may never open, because the chat rules own them.
+pub const CHAT_NAMESPACES: [&str; 8] = ["u", "d", "p", "m", "r", "t", "q", "g"];
+
+fn check_filters(key: &str, filters: &[String]) -> Result<(), ConfigError> {
+    for f in filters {
+        let levels: Vec<&str> = f.split('/').collect();
+        let hash_ok = levels.iter().enumerate().all(|(i, l)| {
+            (*l != "#" || i == levels.len() - 1) && (!l.contains('#') || *l == "#") && (!l.contains('+') || *l == "+")
+        });
+        if f.is_empty() || !hash_ok {
+            return Err(ConfigError::Invalid {
+                key: key.into(),
+                value: format!("{f:?}"),
+                expected: "an MQTT topic filter (`+` and `#` as whole levels, `#` last)".into(),
+            });
+        }
+        // A rule like `#` or `+/…` would open every user's chat topics; the chat ACL is not
+        // something an integration rule can widen.
+        if CHAT_NAMESPACES.contains(&levels[0]) || levels[0] == "#" || levels[0] == "+" {
+            return Err(ConfigError::Invalid {
+                key: key.into(),
+                value: format!("{f:?}"),
+                expected: format!(
+                    "a filter whose first level is a fixed name other than the chat namespaces {CHAT_NAMESPACES:?}"
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_err(text: &str) -> String {
+        Config::parse(text, "test.toml").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn an_empty_file_gives_the_embedded_defaults() {
+        let c = Config::parse("", "x").unwrap();
+        assert_eq!(c.mqtt.tcp.to_string(), "127.0.0.1:1883");
+        assert_eq!(c.http.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+    }
+
+    #[test]
+    fn the_shipped_config_parses_to_the_defaults() {
+        let text = include_str!("../natter.toml");
+        let c = Config::parse(text, "natter.toml").unwrap();
+        let d = Config::default();
+        assert_eq!(c.mqtt.tcp, d.mqtt.tcp);
+        assert_eq!(c.mqtt.ws, d.mqtt.ws);
+        assert_eq!(c.http.listen, d.http.listen);
+        assert_eq!(c.limits.max_message_bytes, d.limits.max_message_bytes);
+        assert_eq!(c.store.max_batch, d.store.max_batch);
+    }
+
+    #[test]
+    fn an_unknown_key_is_named() {
+        let e = parse_err("[mqtt]\ntcpp = \"1.2.3.4:5\"\n");
+        assert!(e.contains("tcpp"), "{e}");
+    }
+
+    #[test]
+    fn a_wrong_type_names_key_value_and_expectation() {
+        let e = parse_err("[mqtt]\nmax_connections = \"many\"\n");
+        assert!(e.contains("mqtt.max_connections"), "{e}");
+        assert!(e.contains("many"), "{e}");
+        assert!(e.contains("usize") || e.contains("integer"), "{e}");
+    }
+
+    #[test]
+    fn a_bad_address_names_key_and_value() {
+        let e = parse_err("[http]\nlisten = \"localhost\"\n");
+        assert!(e.contains("http.listen"), "{e}");
+        assert!(e.contains("\"localhost\""), "{e}");
+        assert!(e.contains("socket address"), "{e}");
+    }
+
+    #[test]
+    fn an_acl_rule_cannot_open_chat_topics() {
+        let e = parse_err("[[acl]]\nuser = \"*\"\nsubscribe = [\"u/#\"]\n");
+        assert!(e.contains("acl[0].subscribe"), "{e}");
+        let e = parse_err("[[acl]]\nuser = \"*\"\npublish = [\"#\"]\n");
+        assert!(e.contains("acl[0].publish"), "{e}");
+        assert!(Config::parse("[[acl]]\nuser = \"sensor-*\"\npublish = [\"tele/%u/#\"]\n", "x").is_ok());
+    }
+}

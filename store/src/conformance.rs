@@ -1,0 +1,187 @@
+//! The conformance suite: what every [`Store`] backend must do, written once.
+//!
+//! A backend's test calls [`run_all`] with a fresh store. Each check uses its own user names, so
+//! they can share one store. Checks panic with a message on failure, like any test.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use natter_types::{ChatKey, DeviceId, UserId};
+
+use crate::{Content, NewMessage, Store, UserRecord};
+
+fn user(s: &str) -> UserId {
+    UserId::new(s).expect("test user id")
+}
+
+fn text(from: &UserId, to: &UserId, cid: Option<&str>, body: &str) -> NewMessage {
+    let mut readers = vec![from.clone()];
+    if from != to {
+        readers.push(to.clone());
+    }
+    NewMessage {
+        chat: ChatKey::direct(from, to),
+        from: from.clone(),
+        dev: DeviceId::new("phone").expect("device"),
+        cid: cid.map(str::to_owned),
+        readers,
+        content: Content { kind: "text".into(), body: body.into(), media: None, reply_to: None, ttl: None },
+    }
+}
+
+/// Runs every check against `store`.
+pub async fn run_all(store: Arc<dyn Store>) {
+    users_are_created_once_listed_and_removed(&*store).await;
+    a_message_lands_in_both_inboxes_with_gap_free_seqs(&*store).await;
+    a_resent_cid_returns_the_first_message_and_writes_nothing(&*store).await;
+    concurrent_sends_get_unique_ids_and_gap_free_seqs(store.clone()).await;
+    sync_pages_with_a_limit(&*store).await;
+    history_is_newest_first_and_pages_by_id(&*store).await;
+    chats_list_last_message_and_unread(&*store).await;
+    dedup_purge_forgets_old_cids(&*store).await;
+}
+
+/// Users: create, refuse a second create, change a password, list, remove.
+pub async fn users_are_created_once_listed_and_removed(store: &dyn Store) {
+    let rec = |id: &str| UserRecord { id: user(id), password_hash: "h1".into(), created_ms: 1 };
+    assert!(store.create_user(rec("cu-b")).await.unwrap());
+    assert!(store.create_user(rec("cu-a")).await.unwrap());
+    assert!(!store.create_user(rec("cu-a")).await.unwrap(), "a second create must be refused");
+    assert!(store.set_password(&user("cu-a"), "h2".into()).await.unwrap());
+    assert!(!store.set_password(&user("cu-nobody"), "h2".into()).await.unwrap());
+    assert_eq!(store.user(&user("cu-a")).await.unwrap().unwrap().password_hash, "h2");
+    let all = store.users().await.unwrap();
+    let pos_a = all.iter().position(|u| u.as_str() == "cu-a").unwrap();
+    let pos_b = all.iter().position(|u| u.as_str() == "cu-b").unwrap();
+    assert!(pos_a < pos_b, "users are listed sorted");
+    assert!(store.remove_user(&user("cu-a")).await.unwrap());
+    assert!(!store.remove_user(&user("cu-a")).await.unwrap());
+    assert!(store.user(&user("cu-a")).await.unwrap().is_none());
+}
+
+/// One message, two readers: each inbox gets seq 1, then 2.
+pub async fn a_message_lands_in_both_inboxes_with_gap_free_seqs(store: &dyn Store) {
+    let (a, b) = (user("in-alice"), user("in-bob"));
+    let first = store.append(text(&a, &b, Some("c1"), "hi")).await.unwrap();
+    assert!(!first.duplicate);
+    assert_eq!(first.seqs, vec![(a.clone(), 1), (b.clone(), 1)]);
+    let second = store.append(text(&b, &a, Some("c1"), "hello")).await.unwrap();
+    assert_eq!(second.seqs, vec![(b.clone(), 2), (a.clone(), 2)]);
+    assert!(second.message.id > first.message.id, "ids grow in chat order");
+    let (items, more) = store.sync(&b, 0, 100).await.unwrap();
+    assert!(!more);
+    assert_eq!(items.iter().map(|i| i.seq).collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!(items[0].message.content.body, "hi");
+    assert_eq!(items[1].message.from, b);
+    assert!(store.in_chat(&a, &ChatKey::direct(&a, &b)).await.unwrap());
+    assert!(!store.in_chat(&a, &ChatKey::direct(&a, &user("in-carol"))).await.unwrap());
+}
+
+/// The same `(sender, cid)` twice: same id, nothing new in any inbox.
+pub async fn a_resent_cid_returns_the_first_message_and_writes_nothing(store: &dyn Store) {
+    let (a, b) = (user("dd-alice"), user("dd-bob"));
+    let first = store.append(text(&a, &b, Some("same"), "once")).await.unwrap();
+    let again = store.append(text(&a, &b, Some("same"), "once")).await.unwrap();
+    assert!(again.duplicate);
+    assert!(again.seqs.is_empty());
+    assert_eq!(again.message.id, first.message.id);
+    let (items, _) = store.sync(&b, 0, 100).await.unwrap();
+    assert_eq!(items.len(), 1);
+    // Another sender may use the same cid.
+    let other = store.append(text(&b, &a, Some("same"), "mine")).await.unwrap();
+    assert!(!other.duplicate);
+}
+
+/// 10 senders × 30 messages at once to one reader: 300 distinct ids, seqs 1..=300.
+pub async fn concurrent_sends_get_unique_ids_and_gap_free_seqs(store: Arc<dyn Store>) {
+    let reader = user("cc-reader");
+    let mut tasks = Vec::new();
+    for s in 0..10 {
+        let store = store.clone();
+        let reader = reader.clone();
+        tasks.push(tokio::spawn(async move {
+            let from = user(&format!("cc-sender{s}"));
+            for i in 0..30 {
+                store.append(text(&from, &reader, Some(&format!("m{i}")), "x")).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let (items, more) = store.sync(&reader, 0, 1000).await.unwrap();
+    assert!(!more);
+    assert_eq!(items.len(), 300);
+    for (i, item) in items.iter().enumerate() {
+        assert_eq!(item.seq, i as u64 + 1, "seqs have no gaps");
+    }
+    let ids: HashSet<_> = items.iter().map(|i| i.message.id).collect();
+    assert_eq!(ids.len(), 300, "ids are unique");
+}
+
+/// `sync` with a limit says whether more follow, and continues after the last seq.
+pub async fn sync_pages_with_a_limit(store: &dyn Store) {
+    let (a, b) = (user("pg-alice"), user("pg-bob"));
+    for i in 0..5 {
+        store.append(text(&a, &b, Some(&format!("p{i}")), &format!("{i}"))).await.unwrap();
+    }
+    let (page, more) = store.sync(&b, 0, 2).await.unwrap();
+    assert!(more);
+    assert_eq!(page.iter().map(|i| i.seq).collect::<Vec<_>>(), vec![1, 2]);
+    let (page, more) = store.sync(&b, 2, 2).await.unwrap();
+    assert!(more);
+    assert_eq!(page[0].message.content.body, "2");
+    let (page, more) = store.sync(&b, 4, 2).await.unwrap();
+    assert!(!more);
+    assert_eq!(page.len(), 1);
+    let (page, more) = store.sync(&b, 5, 2).await.unwrap();
+    assert!(page.is_empty() && !more);
+}
+
+/// `history` returns newest first and pages with `before`.
+pub async fn history_is_newest_first_and_pages_by_id(store: &dyn Store) {
+    let (a, b) = (user("hi-alice"), user("hi-bob"));
+    for i in 0..5 {
+        store.append(text(&a, &b, None, &format!("{i}"))).await.unwrap();
+    }
+    let chat = ChatKey::direct(&a, &b);
+    let (page, more) = store.history(&chat, None, 3).await.unwrap();
+    assert!(more);
+    let bodies: Vec<_> = page.iter().map(|m| m.content.body.as_str()).collect();
+    assert_eq!(bodies, vec!["4", "3", "2"]);
+    let (page, more) = store.history(&chat, Some(page[2].id), 3).await.unwrap();
+    assert!(!more);
+    let bodies: Vec<_> = page.iter().map(|m| m.content.body.as_str()).collect();
+    assert_eq!(bodies, vec!["1", "0"]);
+    let (none, _) = store.history(&ChatKey::direct(&a, &user("hi-nobody")), None, 3).await.unwrap();
+    assert!(none.is_empty());
+}
+
+/// `chats` lists each chat once, newest first, with unread counts of others' messages.
+pub async fn chats_list_last_message_and_unread(store: &dyn Store) {
+    let (a, b, c) = (user("ch-alice"), user("ch-bob"), user("ch-carol"));
+    store.append(text(&b, &a, None, "b1")).await.unwrap();
+    store.append(text(&b, &a, None, "b2")).await.unwrap();
+    store.append(text(&a, &b, None, "a1")).await.unwrap();
+    store.append(text(&c, &a, None, "c1")).await.unwrap();
+    let list = store.chats(&a).await.unwrap();
+    assert_eq!(list.len(), 2);
+    assert_eq!(list[0].chat, ChatKey::direct(&a, &c));
+    assert_eq!(list[0].last.content.body, "c1");
+    assert_eq!(list[0].unread, 1);
+    assert_eq!(list[1].last.content.body, "a1");
+    // Alice's own message does not count, but it does not clear Bob's either (reads do that).
+    assert_eq!(list[1].unread, 0);
+    let bob = store.chats(&b).await.unwrap();
+    assert_eq!(bob[0].unread, 1);
+}
+
+/// Purging forgets cids older than the cut-off, so they may be used again.
+pub async fn dedup_purge_forgets_old_cids(store: &dyn Store) {
+    let (a, b) = (user("pu-alice"), user("pu-bob"));
+    store.append(text(&a, &b, Some("old"), "1")).await.unwrap();
+    let far_future = u64::MAX / 2;
+    assert!(store.purge_dedup(far_future).await.unwrap() >= 1);
+    let again = store.append(text(&a, &b, Some("old"), "1")).await.unwrap();
+    assert!(!again.duplicate, "a purged cid is new again");
+}

@@ -1,0 +1,442 @@
+//! The embedded backend: one redb file, crash-safe at every commit.
+//!
+//! Sends are committed by one writer thread in groups: it takes every send waiting (up to
+//! `max_batch`), writes them in one transaction and fsyncs once, then answers them all. Under load
+//! many sends share one fsync; alone, a send waits for just its own. Being the only writer of
+//! messages is also what makes each user's inbox seq gap-free without locks.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use natter_types::{ChatKey, MsgId, Seq, UserId};
+use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{
+    Appended, ChatSummary, InboxItem, NewMessage, Result, StoreError, StoredMessage, UserRecord,
+};
+
+const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
+/// (chat key, message id) → message JSON.
+const MESSAGES: TableDefinition<(&str, u128), &[u8]> = TableDefinition::new("messages");
+/// (user, seq) → inbox entry JSON.
+const INBOX: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("inbox");
+/// user → last seq given out.
+const INBOX_HEAD: TableDefinition<&str, u64> = TableDefinition::new("inbox_head");
+/// (sender, cid) → dedup entry JSON.
+const DEDUP: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("dedup");
+/// (user, chat key) → chat state JSON.
+const CHATS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("chats");
+
+#[derive(Serialize, Deserialize)]
+struct InboxEntry {
+    chat: ChatKey,
+    id: MsgId,
+}
+
+#[derive(Serialize, Deserialize)]
+struct DedupEntry {
+    chat: ChatKey,
+    id: MsgId,
+    ts: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ChatState {
+    last_id: MsgId,
+    last_seq: Seq,
+    unread: u64,
+}
+
+/// How the embedded store is tuned.
+#[derive(Debug, Clone)]
+pub struct EmbeddedOptions {
+    /// Most sends per transaction.
+    pub max_batch: usize,
+    /// Sends waiting before new ones get [`StoreError::Busy`].
+    pub max_queue: usize,
+    /// How long a `(sender, cid)` pair deduplicates, in ms.
+    pub dedup_ms: u64,
+}
+
+impl Default for EmbeddedOptions {
+    fn default() -> Self {
+        EmbeddedOptions { max_batch: 512, max_queue: 16_384, dedup_ms: 48 * 3600 * 1000 }
+    }
+}
+
+struct Job {
+    msg: NewMessage,
+    reply: oneshot::Sender<Result<Appended>>,
+}
+
+/// The redb-backed [`crate::Store`].
+pub struct EmbeddedStore {
+    db: Arc<Database>,
+    writer: mpsc::Sender<Job>,
+}
+
+fn storage<E: std::fmt::Display>(e: E) -> StoreError {
+    StoreError::Storage(e.to_string())
+}
+
+fn corrupt<E: std::fmt::Display>(e: E) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the store file at `path` and starts its writer thread.
+    pub fn open(path: &Path, opts: EmbeddedOptions) -> Result<EmbeddedStore> {
+        let db = Database::create(path).map_err(storage)?;
+        let txn = db.begin_write().map_err(storage)?;
+        {
+            txn.open_table(USERS).map_err(storage)?;
+            txn.open_table(MESSAGES).map_err(storage)?;
+            txn.open_table(INBOX).map_err(storage)?;
+            txn.open_table(INBOX_HEAD).map_err(storage)?;
+            txn.open_table(DEDUP).map_err(storage)?;
+            txn.open_table(CHATS).map_err(storage)?;
+        }
+        txn.commit().map_err(storage)?;
+        let db = Arc::new(db);
+        let (tx, rx) = mpsc::channel(opts.max_queue.max(1));
+        let writer_db = db.clone();
+        std::thread::Builder::new()
+            .name("natter-store-writer".into())
+            .spawn(move || writer_loop(writer_db, rx, opts))
+            .map_err(storage)?;
+        Ok(EmbeddedStore { db, writer: tx })
+    }
+
+    /// Runs a read-only closure on a blocking thread, so that long reads never stall the
+    /// async runtime.
+    async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&redb::ReadTransaction) -> Result<T> + Send + 'static,
+    {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || {
+            let txn = db.begin_read().map_err(storage)?;
+            f(&txn)
+        })
+        .await
+        .map_err(storage)?
+    }
+
+    /// Runs a small write (user admin) on a blocking thread. redb serialises it with the
+    /// message writer.
+    async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&redb::WriteTransaction) -> Result<T> + Send + 'static,
+    {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || {
+            let txn = db.begin_write().map_err(storage)?;
+            let out = f(&txn)?;
+            txn.commit().map_err(storage)?;
+            Ok(out)
+        })
+        .await
+        .map_err(storage)?
+    }
+}
+
+fn writer_loop(db: Arc<Database>, mut rx: mpsc::Receiver<Job>, opts: EmbeddedOptions) {
+    let mut last_id: u128 = 0;
+    while let Some(first) = rx.blocking_recv() {
+        let mut batch = vec![first];
+        while batch.len() < opts.max_batch {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let msgs: Vec<&NewMessage> = batch.iter().map(|j| &j.msg).collect();
+        match write_batch(&db, &msgs, &mut last_id, opts.dedup_ms) {
+            Ok(results) => {
+                for (job, r) in batch.into_iter().zip(results) {
+                    let _ = job.reply.send(Ok(r));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, sends = batch.len(), "store commit failed; sends refused");
+                for job in batch {
+                    let _ = job.reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// Writes every message of a batch in one transaction; all or nothing.
+fn write_batch(
+    db: &Database,
+    msgs: &[&NewMessage],
+    last_id: &mut u128,
+    dedup_ms: u64,
+) -> Result<Vec<Appended>> {
+    let txn = db.begin_write().map_err(storage)?;
+    let mut out = Vec::with_capacity(msgs.len());
+    let next_id = {
+        let mut messages = txn.open_table(MESSAGES).map_err(storage)?;
+        let mut inbox = txn.open_table(INBOX).map_err(storage)?;
+        let mut heads = txn.open_table(INBOX_HEAD).map_err(storage)?;
+        let mut dedup = txn.open_table(DEDUP).map_err(storage)?;
+        let mut chats = txn.open_table(CHATS).map_err(storage)?;
+        let mut next_id = *last_id;
+        for msg in msgs {
+            let now = now_ms();
+            if let Some(cid) = &msg.cid {
+                let seen = dedup.get((msg.from.as_str(), cid.as_str())).map_err(storage)?;
+                if let Some(seen) = seen {
+                    let entry: DedupEntry = serde_json::from_slice(seen.value()).map_err(corrupt)?;
+                    if entry.ts + dedup_ms > now {
+                        let m = messages
+                            .get((entry.chat.as_str(), entry.id.0))
+                            .map_err(storage)?
+                            .ok_or_else(|| corrupt("dedup entry without its message"))?;
+                        let message: StoredMessage = serde_json::from_slice(m.value()).map_err(corrupt)?;
+                        out.push(Appended { message, seqs: Vec::new(), duplicate: true });
+                        continue;
+                    }
+                }
+            }
+            // Ids are ULIDs (time first) forced to grow, so chat order is id order even when
+            // the clock stalls or steps back.
+            next_id = ulid::Ulid::new().0.max(next_id + 1);
+            let id = MsgId(next_id);
+            let message = StoredMessage {
+                id,
+                chat: msg.chat.clone(),
+                from: msg.from.clone(),
+                dev: msg.dev.clone(),
+                ts: now,
+                cid: msg.cid.clone(),
+                content: msg.content.clone(),
+            };
+            let bytes = serde_json::to_vec(&message).map_err(corrupt)?;
+            messages.insert((msg.chat.as_str(), id.0), bytes.as_slice()).map_err(storage)?;
+            let entry = serde_json::to_vec(&InboxEntry { chat: msg.chat.clone(), id }).map_err(corrupt)?;
+            let mut seqs = Vec::with_capacity(msg.readers.len());
+            for reader in &msg.readers {
+                let seq = heads.get(reader.as_str()).map_err(storage)?.map(|g| g.value()).unwrap_or(0) + 1;
+                heads.insert(reader.as_str(), seq).map_err(storage)?;
+                inbox.insert((reader.as_str(), seq), entry.as_slice()).map_err(storage)?;
+                let key = (reader.as_str(), msg.chat.as_str());
+                let unread_before = match chats.get(key).map_err(storage)? {
+                    Some(g) => serde_json::from_slice::<ChatState>(g.value()).map_err(corrupt)?.unread,
+                    None => 0,
+                };
+                let unread = if *reader == msg.from { 0 } else { unread_before + 1 };
+                let state = serde_json::to_vec(&ChatState { last_id: id, last_seq: seq, unread })
+                    .map_err(corrupt)?;
+                chats.insert(key, state.as_slice()).map_err(storage)?;
+                seqs.push((reader.clone(), seq));
+            }
+            if let Some(cid) = &msg.cid {
+                let d = serde_json::to_vec(&DedupEntry { chat: msg.chat.clone(), id, ts: now })
+                    .map_err(corrupt)?;
+                dedup.insert((msg.from.as_str(), cid.as_str()), d.as_slice()).map_err(storage)?;
+            }
+            out.push(Appended { message, seqs, duplicate: false });
+        }
+        next_id
+    };
+    txn.commit().map_err(storage)?;
+    // Only a committed batch moves the id floor; a failed one leaves it as it was.
+    *last_id = next_id;
+    Ok(out)
+}
+
+fn load_message(
+    messages: &impl ReadableTable<(&'static str, u128), &'static [u8]>,
+    chat: &ChatKey,
+    id: MsgId,
+) -> Result<StoredMessage> {
+    let m = messages
+        .get((chat.as_str(), id.0))
+        .map_err(storage)?
+        .ok_or_else(|| corrupt(format!("inbox points at missing message {id}")))?;
+    serde_json::from_slice(m.value()).map_err(corrupt)
+}
+
+#[async_trait]
+impl crate::Store for EmbeddedStore {
+    async fn create_user(&self, user: UserRecord) -> Result<bool> {
+        self.write(move |txn| {
+            let mut t = txn.open_table(USERS).map_err(storage)?;
+            if t.get(user.id.as_str()).map_err(storage)?.is_some() {
+                return Ok(false);
+            }
+            let bytes = serde_json::to_vec(&user).map_err(corrupt)?;
+            t.insert(user.id.as_str(), bytes.as_slice()).map_err(storage)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn set_password(&self, user: &UserId, password_hash: String) -> Result<bool> {
+        let user = user.clone();
+        self.write(move |txn| {
+            let mut t = txn.open_table(USERS).map_err(storage)?;
+            let mut rec: UserRecord = match t.get(user.as_str()).map_err(storage)? {
+                Some(g) => serde_json::from_slice(g.value()).map_err(corrupt)?,
+                None => return Ok(false),
+            };
+            rec.password_hash = password_hash;
+            let bytes = serde_json::to_vec(&rec).map_err(corrupt)?;
+            t.insert(user.as_str(), bytes.as_slice()).map_err(storage)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn user(&self, user: &UserId) -> Result<Option<UserRecord>> {
+        let user = user.clone();
+        self.read(move |txn| {
+            let t = txn.open_table(USERS).map_err(storage)?;
+            let g = t.get(user.as_str()).map_err(storage)?;
+            g.map(|g| serde_json::from_slice(g.value()).map_err(corrupt)).transpose()
+        })
+        .await
+    }
+
+    async fn users(&self) -> Result<Vec<UserId>> {
+        self.read(|txn| {
+            let t = txn.open_table(USERS).map_err(storage)?;
+            let mut out = Vec::with_capacity(t.len().map_err(storage)? as usize);
+            for row in t.iter().map_err(storage)? {
+                let (k, _) = row.map_err(storage)?;
+                out.push(UserId::new(k.value()).map_err(corrupt)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn remove_user(&self, user: &UserId) -> Result<bool> {
+        let user = user.clone();
+        self.write(move |txn| {
+            let mut t = txn.open_table(USERS).map_err(storage)?;
+            let removed = t.remove(user.as_str()).map_err(storage)?.is_some();
+            Ok(removed)
+        })
+        .await
+    }
+
+    async fn append(&self, msg: NewMessage) -> Result<Appended> {
+        let (reply, rx) = oneshot::channel();
+        self.writer.try_send(Job { msg, reply }).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => StoreError::Busy,
+            mpsc::error::TrySendError::Closed(_) => StoreError::Closed,
+        })?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn sync(&self, user: &UserId, after: Seq, limit: usize) -> Result<(Vec<InboxItem>, bool)> {
+        let user = user.clone();
+        self.read(move |txn| {
+            let inbox = txn.open_table(INBOX).map_err(storage)?;
+            let messages = txn.open_table(MESSAGES).map_err(storage)?;
+            let mut out = Vec::new();
+            let mut more = false;
+            let start = after.saturating_add(1);
+            for row in inbox.range((user.as_str(), start)..=(user.as_str(), u64::MAX)).map_err(storage)? {
+                let (k, v) = row.map_err(storage)?;
+                if out.len() == limit {
+                    more = true;
+                    break;
+                }
+                let entry: InboxEntry = serde_json::from_slice(v.value()).map_err(corrupt)?;
+                let message = load_message(&messages, &entry.chat, entry.id)?;
+                out.push(InboxItem { seq: k.value().1, message });
+            }
+            Ok((out, more))
+        })
+        .await
+    }
+
+    async fn history(
+        &self,
+        chat: &ChatKey,
+        before: Option<MsgId>,
+        limit: usize,
+    ) -> Result<(Vec<StoredMessage>, bool)> {
+        let chat = chat.clone();
+        self.read(move |txn| {
+            let messages = txn.open_table(MESSAGES).map_err(storage)?;
+            let end = before.map(|b| b.0).unwrap_or(u128::MAX);
+            let mut out = Vec::new();
+            let mut more = false;
+            let range = messages.range((chat.as_str(), 0u128)..(chat.as_str(), end)).map_err(storage)?;
+            for row in range.rev() {
+                let (_, v) = row.map_err(storage)?;
+                if out.len() == limit {
+                    more = true;
+                    break;
+                }
+                out.push(serde_json::from_slice(v.value()).map_err(corrupt)?);
+            }
+            Ok((out, more))
+        })
+        .await
+    }
+
+    async fn chats(&self, user: &UserId) -> Result<Vec<ChatSummary>> {
+        let user = user.clone();
+        self.read(move |txn| {
+            let chats = txn.open_table(CHATS).map_err(storage)?;
+            let messages = txn.open_table(MESSAGES).map_err(storage)?;
+            let mut out = Vec::new();
+            // Every chat key sorts after "" and before "\u{10FFFF}"-prefixed strings.
+            for row in chats.range((user.as_str(), "")..(user.as_str(), "\u{10FFFF}")).map_err(storage)? {
+                let (k, v) = row.map_err(storage)?;
+                let chat = ChatKey::from_stored(k.value().1.to_owned());
+                let state: ChatState = serde_json::from_slice(v.value()).map_err(corrupt)?;
+                let last = load_message(&messages, &chat, state.last_id)?;
+                out.push(ChatSummary { chat, last, last_seq: state.last_seq, unread: state.unread });
+            }
+            out.sort_by(|a, b| b.last.id.cmp(&a.last.id));
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn in_chat(&self, user: &UserId, chat: &ChatKey) -> Result<bool> {
+        let (user, chat) = (user.clone(), chat.clone());
+        self.read(move |txn| {
+            let chats = txn.open_table(CHATS).map_err(storage)?;
+            Ok(chats.get((user.as_str(), chat.as_str())).map_err(storage)?.is_some())
+        })
+        .await
+    }
+
+    async fn purge_dedup(&self, older_than_ms: u64) -> Result<usize> {
+        self.write(move |txn| {
+            let mut dedup = txn.open_table(DEDUP).map_err(storage)?;
+            let mut old = Vec::new();
+            for row in dedup.iter().map_err(storage)? {
+                let (k, v) = row.map_err(storage)?;
+                let entry: DedupEntry = serde_json::from_slice(v.value()).map_err(corrupt)?;
+                if entry.ts < older_than_ms {
+                    let (s, c) = k.value();
+                    old.push((s.to_owned(), c.to_owned()));
+                }
+            }
+            for (s, c) in &old {
+                dedup.remove((s.as_str(), c.as_str())).map_err(storage)?;
+            }
+            Ok(old.len())
+        })
+        .await
+    }
+}

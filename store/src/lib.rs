@@ -1,0 +1,73 @@
+//! Durable state: users, messages, inboxes, the dedup memory, per-chat summaries.
+//!
+//! [`Store`] is the one interface; [`embedded::EmbeddedStore`] (a redb file, the default) is the
+//! first backend, and [`conformance`] is the suite every backend must pass. The store is the
+//! truth: when [`Store::append`] returns, the message and every inbox entry are on disk, and a
+//! crash loses nothing. The store must never know about MQTT, topics or JSON payloads on the
+//! wire: it stores what the bridge decided, in the bridge's types.
+
+pub mod conformance;
+pub mod embedded;
+mod model;
+
+pub use model::*;
+
+use async_trait::async_trait;
+use natter_types::{ChatKey, MsgId, Seq, UserId};
+
+/// What can go wrong in a store.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// Too many writes are waiting; the caller should refuse this one (quota exceeded) and the
+    /// client retry later.
+    #[error("the store is busy: too many writes waiting")]
+    Busy,
+    /// The store was shut down.
+    #[error("the store is closed")]
+    Closed,
+    /// The disk or database failed (full disk, I/O error). Nothing of the failed write was kept.
+    #[error("storage failure: {0}")]
+    Storage(String),
+    /// Stored data could not be read back.
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+}
+
+/// The result type of every store call.
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Everything natter keeps. Implementations are shared between tasks (`Send + Sync`).
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Creates a user, or returns `false` if one with that id exists.
+    async fn create_user(&self, user: UserRecord) -> Result<bool>;
+    /// Replaces a user's password hash; `false` if there is no such user.
+    async fn set_password(&self, user: &UserId, password_hash: String) -> Result<bool>;
+    /// A user, if it exists.
+    async fn user(&self, user: &UserId) -> Result<Option<UserRecord>>;
+    /// Every user id, sorted.
+    async fn users(&self) -> Result<Vec<UserId>>;
+    /// Removes a user (their messages stay in their chats); `false` if there was none.
+    async fn remove_user(&self, user: &UserId) -> Result<bool>;
+
+    /// Stores a message and one inbox entry per reader, durably, in one transaction.
+    ///
+    /// A `(sender, cid)` seen before (within the dedup window) returns the first message with
+    /// `duplicate: true` and writes nothing.
+    async fn append(&self, msg: NewMessage) -> Result<Appended>;
+    /// The inbox of `user` after `after`, in seq order, at most `limit`; `true` if more follow.
+    async fn sync(&self, user: &UserId, after: Seq, limit: usize) -> Result<(Vec<InboxItem>, bool)>;
+    /// A chat's messages before `before` (or the newest), newest first; `true` if older ones exist.
+    async fn history(
+        &self,
+        chat: &ChatKey,
+        before: Option<MsgId>,
+        limit: usize,
+    ) -> Result<(Vec<StoredMessage>, bool)>;
+    /// The chats `user` has messages in, with the last message and unread count, newest first.
+    async fn chats(&self, user: &UserId) -> Result<Vec<ChatSummary>>;
+    /// Whether `user` has an inbox entry in `chat`.
+    async fn in_chat(&self, user: &UserId, chat: &ChatKey) -> Result<bool>;
+    /// Forgets `(sender, cid)` pairs older than `older_than_ms` (Unix ms); returns how many.
+    async fn purge_dedup(&self, older_than_ms: u64) -> Result<usize>;
+}

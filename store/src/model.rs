@@ -1,0 +1,105 @@
+//! The records a store keeps, in the bridge's terms.
+
+use natter_types::{ChatKey, DeviceId, MsgId, Seq, UserId};
+use serde::{Deserialize, Serialize};
+
+/// A user account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRecord {
+    /// The id, also the MQTT username.
+    pub id: UserId,
+    /// The argon2id PHC string of the password.
+    pub password_hash: String,
+    /// When it was created, Unix ms.
+    pub created_ms: u64,
+}
+
+/// What a message says, as the sender wrote it (after validation).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Content {
+    /// `text`, `image`, `video`, `audio`, `file`, `location`, `contact` (and `system` later).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The text, caption or structured body.
+    pub body: String,
+    /// Media reference, kept as sent (validated by the media service).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media: Option<serde_json::Value>,
+    /// The id of the message this one answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<MsgId>,
+    /// Seconds after which clients should hide it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<u64>,
+}
+
+/// A message to store.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    /// The chat it belongs to.
+    pub chat: ChatKey,
+    /// The sender.
+    pub from: UserId,
+    /// The sender's device.
+    pub dev: DeviceId,
+    /// The sender's own id for it, for deduplication.
+    pub cid: Option<String>,
+    /// Every user whose inbox gets an entry, the sender included. No duplicates.
+    pub readers: Vec<UserId>,
+    /// The message itself.
+    pub content: Content,
+}
+
+/// A message as stored, once per chat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredMessage {
+    /// Server id; chat order is id order.
+    pub id: MsgId,
+    /// The chat.
+    pub chat: ChatKey,
+    /// The sender.
+    pub from: UserId,
+    /// The sender's device.
+    pub dev: DeviceId,
+    /// When it was stored, Unix ms.
+    pub ts: u64,
+    /// The sender's id for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cid: Option<String>,
+    /// What it says.
+    #[serde(flatten)]
+    pub content: Content,
+}
+
+/// The outcome of [`crate::Store::append`].
+#[derive(Debug, Clone)]
+pub struct Appended {
+    /// The message as stored (for a duplicate: the first one).
+    pub message: StoredMessage,
+    /// Each reader's new inbox position; empty for a duplicate.
+    pub seqs: Vec<(UserId, Seq)>,
+    /// `true` if `(sender, cid)` was seen before and nothing was written.
+    pub duplicate: bool,
+}
+
+/// One inbox entry with its message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboxItem {
+    /// Position in the reader's inbox.
+    pub seq: Seq,
+    /// The message.
+    pub message: StoredMessage,
+}
+
+/// One chat in a user's chat list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatSummary {
+    /// The chat.
+    pub chat: ChatKey,
+    /// Its newest message.
+    pub last: StoredMessage,
+    /// The reader's inbox position of that message.
+    pub last_seq: Seq,
+    /// Messages from others not yet read.
+    pub unread: u64,
+}
