@@ -1,1 +1,247 @@
+//! The embedded MQTT broker: listeners, CONNECT and CONNACK, the topic ACL, retained messages,
+//! and delivery to subscribers, on `rmqtt`.
+//!
+//! The broker knows MQTT and the operator's ACL rules (`[[acl]]`, `[anonymous]`), nothing of
+//! chats: every decision about a chat topic or a credential goes to a [`Gate`] that the bridge
+//! implements, and the bridge speaks back through [`BrokerHandle::publish`]. No rmqtt type
+//! crosses this crate's public API, so the bridge never depends on the MQTT library.
 
+mod acl;
+mod hooks;
+mod retain;
+
+use std::net::SocketAddr;
+use std::num::NonZeroU16;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use natter_config::Config;
+use natter_types::Client;
+use rmqtt::context::ServerContext;
+use rmqtt::net::Builder;
+use rmqtt::server::MqttServer;
+use rmqtt::session::SessionState;
+use rmqtt::types::{CodecPublish, From, Id, Publish, QoS};
+
+pub use acl::{filter_covers, topic_matches, Rules};
+
+/// How a CONNECT on the credentialed listener ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthVerdict {
+    /// Accepted.
+    Accept,
+    /// Wrong or unknown credentials: CONNACK 3.1.1 `4` / 5.0 `0x86`.
+    BadCredentials,
+    /// Client id not `{user}:{device}`, or of another user: CONNACK 3.1.1 `5` / 5.0 `0x87`.
+    NotAuthorized,
+}
+
+/// Why a publish was refused; each maps to an MQTT 5 PUBACK reason code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// `0x87`: topic not allowed, chat the sender is not in, unknown user or method.
+    NotAuthorized,
+    /// `0x99`: malformed JSON, invalid UTF-8, bad fields.
+    PayloadFormatInvalid,
+    /// `0x83`: payload over the chat message limit (MQTT 5 has no "too large" PUBACK code).
+    TooLarge,
+    /// `0x97`: rate or queue limit.
+    QuotaExceeded,
+    /// `0x80`: the store failed; nothing was kept, the client should resend.
+    Unavailable,
+}
+
+/// The answer to a publish on the credentialed listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PublishVerdict {
+    /// Handled: PUBACK success. The broker routes nothing further.
+    Handled,
+    /// Refused with a reason code and a human-readable reason string.
+    Refused(Refusal, String),
+}
+
+/// The chat rules, seen from the broker. Implemented by the bridge.
+#[async_trait]
+pub trait Gate: Send + Sync + 'static {
+    /// Checks a CONNECT: client id, username and password exactly as the client sent them.
+    async fn authenticate(
+        &self,
+        client_id: &str,
+        username: Option<&str>,
+        password: Option<&[u8]>,
+    ) -> AuthVerdict;
+    /// Whether `client` may subscribe to `filter` (not covered by any `[[acl]]` rule).
+    async fn may_subscribe(&self, client: &Client, filter: &str) -> bool;
+    /// A publish by `client` to `topic` that no `[[acl]]` rule covers. Returns only once the
+    /// publish is fully handled (for a message: durable), because the PUBACK follows it.
+    async fn publish(&self, client: &Client, topic: &str, payload: Bytes) -> PublishVerdict;
+    /// A device acknowledged (PUBACK) a QoS 1 delivery on `topic`.
+    async fn acked(&self, client: &Client, topic: &str, payload: &Bytes);
+    /// A device connected (after CONNACK).
+    async fn connected(&self, client: &Client);
+    /// A device's connection ended, however it ended.
+    async fn disconnected(&self, client: &Client);
+}
+
+/// A broker that could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// A listener could not bind; names the config key.
+    #[error("config key `{key}` = {addr}: cannot listen there: {reason}")]
+    Bind {
+        /// The config key of the listener.
+        key: &'static str,
+        /// Its address.
+        addr: SocketAddr,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Sends messages into the broker, to whoever is subscribed. Cheap to clone.
+#[derive(Clone)]
+pub struct BrokerHandle {
+    scx: ServerContext,
+    from: From,
+}
+
+impl BrokerHandle {
+    /// Publishes `payload` to `topic` at QoS 1 (or 0), to every matching subscription, and to
+    /// the queues of offline persistent sessions.
+    pub async fn publish(&self, topic: &str, payload: Bytes, qos1: bool, retain: bool) {
+        let p = CodecPublish {
+            dup: false,
+            retain,
+            qos: if qos1 {
+                QoS::AtLeastOnce
+            } else {
+                QoS::AtMostOnce
+            },
+            topic: topic.into(),
+            packet_id: None,
+            payload,
+            properties: None,
+        };
+        let p = Publish::from(p).create_time(rmqtt::utils::timestamp_millis());
+        if let Err(e) = SessionState::forwards(&self.scx, self.from.clone(), p, false, None).await {
+            tracing::warn!(topic, error = %e, "broker could not route a message");
+        }
+    }
+}
+
+/// The broker, configured but not yet listening.
+pub struct Broker {
+    scx: ServerContext,
+    config: Arc<Config>,
+}
+
+/// A listening broker.
+pub struct RunningBroker {
+    /// Where each listener ended up (useful when a port was 0).
+    pub tcp_addr: SocketAddr,
+    /// The WebSocket listener's address, if on.
+    pub ws_addr: Option<SocketAddr>,
+    /// The anonymous listener's address, if on.
+    pub anonymous_addr: Option<SocketAddr>,
+    /// Runs until the process ends.
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+impl Broker {
+    /// Prepares a broker for `config`.
+    pub async fn new(config: Arc<Config>) -> Broker {
+        let scx = ServerContext::new().build().await;
+        *scx.extends.retain_mut().await = Box::new(retain::MemoryRetain::new(100_000));
+        Broker { scx, config }
+    }
+
+    /// The handle the bridge publishes through.
+    pub fn handle(&self) -> BrokerHandle {
+        let id = Id::new(self.scx.node.id(), 0, None, None, "natter".into(), None);
+        BrokerHandle {
+            scx: self.scx.clone(),
+            from: From::from_system(id),
+        }
+    }
+
+    fn listener(&self, name: &str, addr: SocketAddr, anonymous: bool) -> Builder {
+        let m = &self.config.mqtt;
+        Builder::new()
+            .name(name)
+            .laddr(addr)
+            .max_connections(m.max_connections)
+            .max_handshaking_limit(m.max_connections.clamp(1, 5_000))
+            .max_packet_size(m.max_packet_size)
+            .allow_anonymous(anonymous)
+            .min_keepalive(m.min_keepalive)
+            .max_keepalive(m.max_keepalive)
+            .allow_zero_keepalive(m.min_keepalive == 0)
+            .max_inflight(NonZeroU16::new(m.max_inflight).unwrap_or(NonZeroU16::MIN))
+            .max_mqueue_len(m.max_queue)
+            .handshake_timeout(Duration::from_secs(m.handshake_timeout_secs))
+            .max_clientid_len(160)
+    }
+
+    /// Binds every listener, installs the hooks and starts serving.
+    pub async fn start(self, gate: Arc<dyn Gate>) -> Result<RunningBroker, BrokerError> {
+        let cfg = self.config.clone();
+        let bind_err = |key: &'static str, addr: SocketAddr| {
+            move |e: rmqtt::Error| BrokerError::Bind {
+                key,
+                addr,
+                reason: e.to_string(),
+            }
+        };
+        let tcp = self
+            .listener("tcp", cfg.mqtt.tcp, false)
+            .bind()
+            .map_err(bind_err("mqtt.tcp", cfg.mqtt.tcp))?
+            .tcp()
+            .map_err(bind_err("mqtt.tcp", cfg.mqtt.tcp))?;
+        let tcp_addr = tcp
+            .local_addr()
+            .map_err(bind_err("mqtt.tcp", cfg.mqtt.tcp))?;
+        let mut server = MqttServer::new(self.scx.clone()).listener_by_id(tcp, 1);
+        let mut ws_addr = None;
+        if let Some(addr) = cfg.mqtt.ws {
+            let ws = self
+                .listener("ws", addr, false)
+                .bind()
+                .map_err(bind_err("mqtt.ws", addr))?
+                .ws()
+                .map_err(bind_err("mqtt.ws", addr))?;
+            ws_addr = Some(ws.local_addr().map_err(bind_err("mqtt.ws", addr))?);
+            server = server.listener_by_id(ws, 2);
+        }
+        let mut anonymous_addr = None;
+        if let Some(anon) = &cfg.anonymous {
+            let l = self
+                .listener("anonymous", anon.listen, true)
+                .bind()
+                .map_err(bind_err("anonymous.listen", anon.listen))?
+                .tcp()
+                .map_err(bind_err("anonymous.listen", anon.listen))?;
+            anonymous_addr = Some(
+                l.local_addr()
+                    .map_err(bind_err("anonymous.listen", anon.listen))?,
+            );
+            server = server.listener_by_id(l, hooks::ANONYMOUS_LISTENER);
+        }
+        let rules = Arc::new(Rules::from_config(&cfg));
+        hooks::install(&self.scx, gate, rules).await;
+        let server = server.build();
+        let task = tokio::spawn(async move {
+            if let Err(e) = server.run().await {
+                tracing::error!(error = %e, "MQTT server stopped");
+            }
+        });
+        Ok(RunningBroker {
+            tcp_addr,
+            ws_addr,
+            anonymous_addr,
+            task,
+        })
+    }
+}

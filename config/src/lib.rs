@@ -142,7 +142,10 @@ pub struct HttpConfig {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { listen: SocketAddr::from(([127, 0, 0, 1], 8080)), admin_token: String::new() }
+        HttpConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            admin_token: String::new(),
+        }
     }
 }
 
@@ -161,7 +164,11 @@ pub struct AuthConfig {
 
 impl Default for AuthConfig {
     fn default() -> Self {
-        AuthConfig { token_ttl_secs: 24 * 3600, token_key_file: String::new(), trusted_issuers: Vec::new() }
+        AuthConfig {
+            token_ttl_secs: 24 * 3600,
+            token_key_file: String::new(),
+            trusted_issuers: Vec::new(),
+        }
     }
 }
 
@@ -205,7 +212,11 @@ pub struct StoreConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig { backend: "embedded".into(), max_batch: 512, max_queue: 16_384 }
+        StoreConfig {
+            backend: "embedded".into(),
+            max_batch: 512,
+            max_queue: 16_384,
+        }
     }
 }
 
@@ -221,7 +232,10 @@ pub struct LimitsConfig {
 
 impl Default for LimitsConfig {
     fn default() -> Self {
-        LimitsConfig { max_message_bytes: 64 * 1024, dedup_hours: 48 }
+        LimitsConfig {
+            max_message_bytes: 64 * 1024,
+            dedup_hours: 48,
+        }
     }
 }
 
@@ -268,7 +282,10 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig { format: LogFormat::Human, level: "info".into() }
+        LogConfig {
+            format: LogFormat::Human,
+            level: "info".into(),
+        }
     }
 }
 
@@ -294,14 +311,18 @@ impl serde::de::Visitor<'_> for AddrVisitor {
             return Ok(None);
         }
         v.parse().map(Some).map_err(|_| {
-            E::custom(format!("invalid value {v:?}: expected a socket address like \"127.0.0.1:1883\""))
+            E::custom(format!(
+                "invalid value {v:?}: expected a socket address like \"127.0.0.1:1883\""
+            ))
         })
     }
 }
 
 fn addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
     d.deserialize_str(AddrVisitor)?.ok_or_else(|| {
-        serde::de::Error::custom("invalid value \"\": expected a socket address like \"127.0.0.1:1883\"")
+        serde::de::Error::custom(
+            "invalid value \"\": expected a socket address like \"127.0.0.1:1883\"",
+        )
     })
 }
 
@@ -312,8 +333,10 @@ fn opt_addr<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Er
 impl Config {
     /// Reads and validates the file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         Self::parse(&text, &path.display().to_string())
     }
 
@@ -325,7 +348,11 @@ impl Config {
             let inner = e.into_inner();
             ConfigError::Parse {
                 path: origin.to_owned(),
-                key: if key == "." { "(top level)".into() } else { key },
+                key: if key == "." {
+                    "(top level)".into()
+                } else {
+                    key
+                },
                 message: inner.message().trim().to_owned(),
             }
         })?;
@@ -335,7 +362,11 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |key: &str, value: String, expected: &str| {
-            Err(ConfigError::Invalid { key: key.into(), value, expected: expected.into() })
+            Err(ConfigError::Invalid {
+                key: key.into(),
+                value,
+                expected: expected.into(),
+            })
         };
         if self.store.backend != "embedded" {
             return invalid(
@@ -351,7 +382,11 @@ impl Config {
             return invalid("store.max_queue", "0".into(), "at least 1");
         }
         if self.mqtt.max_packet_size < 1024 {
-            return invalid("mqtt.max_packet_size", self.mqtt.max_packet_size.to_string(), "at least 1024");
+            return invalid(
+                "mqtt.max_packet_size",
+                self.mqtt.max_packet_size.to_string(),
+                "at least 1024",
+            );
         }
         if self.limits.max_message_bytes == 0
             || self.limits.max_message_bytes > self.mqtt.max_packet_size as usize
@@ -363,7 +398,11 @@ impl Config {
             );
         }
         if self.limits.dedup_hours < 24 {
-            return invalid("limits.dedup_hours", self.limits.dedup_hours.to_string(), "at least 24");
+            return invalid(
+                "limits.dedup_hours",
+                self.limits.dedup_hours.to_string(),
+                "at least 24",
+            );
         }
         if self.mqtt.max_inflight == 0 {
             return invalid("mqtt.max_inflight", "0".into(), "at least 1");
@@ -380,7 +419,11 @@ impl Config {
         }
         for (i, rule) in self.acl.iter().enumerate() {
             if rule.user.is_empty() {
-                return invalid(&format!("acl[{i}].user"), "\"\"".into(), "a user name or pattern");
+                return invalid(
+                    &format!("acl[{i}].user"),
+                    "\"\"".into(),
+                    "a user name or pattern",
+                );
             }
             for (kind, filters) in [("publish", &rule.publish), ("subscribe", &rule.subscribe)] {
                 check_filters(&format!("acl[{i}].{kind}"), filters)?;
@@ -408,7 +451,9 @@ fn check_filters(key: &str, filters: &[String]) -> Result<(), ConfigError> {
     for f in filters {
         let levels: Vec<&str> = f.split('/').collect();
         let hash_ok = levels.iter().enumerate().all(|(i, l)| {
-            (*l != "#" || i == levels.len() - 1) && (!l.contains('#') || *l == "#") && (!l.contains('+') || *l == "+")
+            (*l != "#" || i == levels.len() - 1)
+                && (!l.contains('#') || *l == "#")
+                && (!l.contains('+') || *l == "+")
         });
         if f.is_empty() || !hash_ok {
             return Err(ConfigError::Invalid {
@@ -488,6 +533,10 @@ mod tests {
         assert!(e.contains("acl[0].subscribe"), "{e}");
         let e = parse_err("[[acl]]\nuser = \"*\"\npublish = [\"#\"]\n");
         assert!(e.contains("acl[0].publish"), "{e}");
-        assert!(Config::parse("[[acl]]\nuser = \"sensor-*\"\npublish = [\"tele/%u/#\"]\n", "x").is_ok());
+        assert!(Config::parse(
+            "[[acl]]\nuser = \"sensor-*\"\npublish = [\"tele/%u/#\"]\n",
+            "x"
+        )
+        .is_ok());
     }
 }

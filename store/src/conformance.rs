@@ -25,7 +25,13 @@ fn text(from: &UserId, to: &UserId, cid: Option<&str>, body: &str) -> NewMessage
         dev: DeviceId::new("phone").expect("device"),
         cid: cid.map(str::to_owned),
         readers,
-        content: Content { kind: "text".into(), body: body.into(), media: None, reply_to: None, ttl: None },
+        content: Content {
+            kind: "text".into(),
+            body: body.into(),
+            media: None,
+            reply_to: None,
+            ttl: None,
+        },
     }
 }
 
@@ -43,13 +49,34 @@ pub async fn run_all(store: Arc<dyn Store>) {
 
 /// Users: create, refuse a second create, change a password, list, remove.
 pub async fn users_are_created_once_listed_and_removed(store: &dyn Store) {
-    let rec = |id: &str| UserRecord { id: user(id), password_hash: "h1".into(), created_ms: 1 };
+    let rec = |id: &str| UserRecord {
+        id: user(id),
+        password_hash: "h1".into(),
+        created_ms: 1,
+    };
     assert!(store.create_user(rec("cu-b")).await.unwrap());
     assert!(store.create_user(rec("cu-a")).await.unwrap());
-    assert!(!store.create_user(rec("cu-a")).await.unwrap(), "a second create must be refused");
-    assert!(store.set_password(&user("cu-a"), "h2".into()).await.unwrap());
-    assert!(!store.set_password(&user("cu-nobody"), "h2".into()).await.unwrap());
-    assert_eq!(store.user(&user("cu-a")).await.unwrap().unwrap().password_hash, "h2");
+    assert!(
+        !store.create_user(rec("cu-a")).await.unwrap(),
+        "a second create must be refused"
+    );
+    assert!(store
+        .set_password(&user("cu-a"), "h2".into())
+        .await
+        .unwrap());
+    assert!(!store
+        .set_password(&user("cu-nobody"), "h2".into())
+        .await
+        .unwrap());
+    assert_eq!(
+        store
+            .user(&user("cu-a"))
+            .await
+            .unwrap()
+            .unwrap()
+            .password_hash,
+        "h2"
+    );
     let all = store.users().await.unwrap();
     let pos_a = all.iter().position(|u| u.as_str() == "cu-a").unwrap();
     let pos_b = all.iter().position(|u| u.as_str() == "cu-b").unwrap();
@@ -65,30 +92,48 @@ pub async fn a_message_lands_in_both_inboxes_with_gap_free_seqs(store: &dyn Stor
     let first = store.append(text(&a, &b, Some("c1"), "hi")).await.unwrap();
     assert!(!first.duplicate);
     assert_eq!(first.seqs, vec![(a.clone(), 1), (b.clone(), 1)]);
-    let second = store.append(text(&b, &a, Some("c1"), "hello")).await.unwrap();
+    let second = store
+        .append(text(&b, &a, Some("c1"), "hello"))
+        .await
+        .unwrap();
     assert_eq!(second.seqs, vec![(b.clone(), 2), (a.clone(), 2)]);
-    assert!(second.message.id > first.message.id, "ids grow in chat order");
+    assert!(
+        second.message.id > first.message.id,
+        "ids grow in chat order"
+    );
     let (items, more) = store.sync(&b, 0, 100).await.unwrap();
     assert!(!more);
     assert_eq!(items.iter().map(|i| i.seq).collect::<Vec<_>>(), vec![1, 2]);
     assert_eq!(items[0].message.content.body, "hi");
     assert_eq!(items[1].message.from, b);
     assert!(store.in_chat(&a, &ChatKey::direct(&a, &b)).await.unwrap());
-    assert!(!store.in_chat(&a, &ChatKey::direct(&a, &user("in-carol"))).await.unwrap());
+    assert!(!store
+        .in_chat(&a, &ChatKey::direct(&a, &user("in-carol")))
+        .await
+        .unwrap());
 }
 
 /// The same `(sender, cid)` twice: same id, nothing new in any inbox.
 pub async fn a_resent_cid_returns_the_first_message_and_writes_nothing(store: &dyn Store) {
     let (a, b) = (user("dd-alice"), user("dd-bob"));
-    let first = store.append(text(&a, &b, Some("same"), "once")).await.unwrap();
-    let again = store.append(text(&a, &b, Some("same"), "once")).await.unwrap();
+    let first = store
+        .append(text(&a, &b, Some("same"), "once"))
+        .await
+        .unwrap();
+    let again = store
+        .append(text(&a, &b, Some("same"), "once"))
+        .await
+        .unwrap();
     assert!(again.duplicate);
     assert!(again.seqs.is_empty());
     assert_eq!(again.message.id, first.message.id);
     let (items, _) = store.sync(&b, 0, 100).await.unwrap();
     assert_eq!(items.len(), 1);
     // Another sender may use the same cid.
-    let other = store.append(text(&b, &a, Some("same"), "mine")).await.unwrap();
+    let other = store
+        .append(text(&b, &a, Some("same"), "mine"))
+        .await
+        .unwrap();
     assert!(!other.duplicate);
 }
 
@@ -102,7 +147,10 @@ pub async fn concurrent_sends_get_unique_ids_and_gap_free_seqs(store: Arc<dyn St
         tasks.push(tokio::spawn(async move {
             let from = user(&format!("cc-sender{s}"));
             for i in 0..30 {
-                store.append(text(&from, &reader, Some(&format!("m{i}")), "x")).await.unwrap();
+                store
+                    .append(text(&from, &reader, Some(&format!("m{i}")), "x"))
+                    .await
+                    .unwrap();
             }
         }));
     }
@@ -123,7 +171,10 @@ pub async fn concurrent_sends_get_unique_ids_and_gap_free_seqs(store: Arc<dyn St
 pub async fn sync_pages_with_a_limit(store: &dyn Store) {
     let (a, b) = (user("pg-alice"), user("pg-bob"));
     for i in 0..5 {
-        store.append(text(&a, &b, Some(&format!("p{i}")), &format!("{i}"))).await.unwrap();
+        store
+            .append(text(&a, &b, Some(&format!("p{i}")), &format!("{i}")))
+            .await
+            .unwrap();
     }
     let (page, more) = store.sync(&b, 0, 2).await.unwrap();
     assert!(more);
@@ -142,7 +193,10 @@ pub async fn sync_pages_with_a_limit(store: &dyn Store) {
 pub async fn history_is_newest_first_and_pages_by_id(store: &dyn Store) {
     let (a, b) = (user("hi-alice"), user("hi-bob"));
     for i in 0..5 {
-        store.append(text(&a, &b, None, &format!("{i}"))).await.unwrap();
+        store
+            .append(text(&a, &b, None, &format!("{i}")))
+            .await
+            .unwrap();
     }
     let chat = ChatKey::direct(&a, &b);
     let (page, more) = store.history(&chat, None, 3).await.unwrap();
@@ -153,7 +207,10 @@ pub async fn history_is_newest_first_and_pages_by_id(store: &dyn Store) {
     assert!(!more);
     let bodies: Vec<_> = page.iter().map(|m| m.content.body.as_str()).collect();
     assert_eq!(bodies, vec!["1", "0"]);
-    let (none, _) = store.history(&ChatKey::direct(&a, &user("hi-nobody")), None, 3).await.unwrap();
+    let (none, _) = store
+        .history(&ChatKey::direct(&a, &user("hi-nobody")), None, 3)
+        .await
+        .unwrap();
     assert!(none.is_empty());
 }
 

@@ -64,7 +64,11 @@ pub struct EmbeddedOptions {
 
 impl Default for EmbeddedOptions {
     fn default() -> Self {
-        EmbeddedOptions { max_batch: 512, max_queue: 16_384, dedup_ms: 48 * 3600 * 1000 }
+        EmbeddedOptions {
+            max_batch: 512,
+            max_queue: 16_384,
+            dedup_ms: 48 * 3600 * 1000,
+        }
     }
 }
 
@@ -88,7 +92,10 @@ fn corrupt<E: std::fmt::Display>(e: E) -> StoreError {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 impl EmbeddedStore {
@@ -196,16 +203,24 @@ fn write_batch(
         for msg in msgs {
             let now = now_ms();
             if let Some(cid) = &msg.cid {
-                let seen = dedup.get((msg.from.as_str(), cid.as_str())).map_err(storage)?;
+                let seen = dedup
+                    .get((msg.from.as_str(), cid.as_str()))
+                    .map_err(storage)?;
                 if let Some(seen) = seen {
-                    let entry: DedupEntry = serde_json::from_slice(seen.value()).map_err(corrupt)?;
+                    let entry: DedupEntry =
+                        serde_json::from_slice(seen.value()).map_err(corrupt)?;
                     if entry.ts + dedup_ms > now {
                         let m = messages
                             .get((entry.chat.as_str(), entry.id.0))
                             .map_err(storage)?
                             .ok_or_else(|| corrupt("dedup entry without its message"))?;
-                        let message: StoredMessage = serde_json::from_slice(m.value()).map_err(corrupt)?;
-                        out.push(Appended { message, seqs: Vec::new(), duplicate: true });
+                        let message: StoredMessage =
+                            serde_json::from_slice(m.value()).map_err(corrupt)?;
+                        out.push(Appended {
+                            message,
+                            seqs: Vec::new(),
+                            duplicate: true,
+                        });
                         continue;
                     }
                 }
@@ -224,30 +239,65 @@ fn write_batch(
                 content: msg.content.clone(),
             };
             let bytes = serde_json::to_vec(&message).map_err(corrupt)?;
-            messages.insert((msg.chat.as_str(), id.0), bytes.as_slice()).map_err(storage)?;
-            let entry = serde_json::to_vec(&InboxEntry { chat: msg.chat.clone(), id }).map_err(corrupt)?;
+            messages
+                .insert((msg.chat.as_str(), id.0), bytes.as_slice())
+                .map_err(storage)?;
+            let entry = serde_json::to_vec(&InboxEntry {
+                chat: msg.chat.clone(),
+                id,
+            })
+            .map_err(corrupt)?;
             let mut seqs = Vec::with_capacity(msg.readers.len());
             for reader in &msg.readers {
-                let seq = heads.get(reader.as_str()).map_err(storage)?.map(|g| g.value()).unwrap_or(0) + 1;
+                let seq = heads
+                    .get(reader.as_str())
+                    .map_err(storage)?
+                    .map(|g| g.value())
+                    .unwrap_or(0)
+                    + 1;
                 heads.insert(reader.as_str(), seq).map_err(storage)?;
-                inbox.insert((reader.as_str(), seq), entry.as_slice()).map_err(storage)?;
+                inbox
+                    .insert((reader.as_str(), seq), entry.as_slice())
+                    .map_err(storage)?;
                 let key = (reader.as_str(), msg.chat.as_str());
                 let unread_before = match chats.get(key).map_err(storage)? {
-                    Some(g) => serde_json::from_slice::<ChatState>(g.value()).map_err(corrupt)?.unread,
+                    Some(g) => {
+                        serde_json::from_slice::<ChatState>(g.value())
+                            .map_err(corrupt)?
+                            .unread
+                    }
                     None => 0,
                 };
-                let unread = if *reader == msg.from { 0 } else { unread_before + 1 };
-                let state = serde_json::to_vec(&ChatState { last_id: id, last_seq: seq, unread })
-                    .map_err(corrupt)?;
+                let unread = if *reader == msg.from {
+                    0
+                } else {
+                    unread_before + 1
+                };
+                let state = serde_json::to_vec(&ChatState {
+                    last_id: id,
+                    last_seq: seq,
+                    unread,
+                })
+                .map_err(corrupt)?;
                 chats.insert(key, state.as_slice()).map_err(storage)?;
                 seqs.push((reader.clone(), seq));
             }
             if let Some(cid) = &msg.cid {
-                let d = serde_json::to_vec(&DedupEntry { chat: msg.chat.clone(), id, ts: now })
-                    .map_err(corrupt)?;
-                dedup.insert((msg.from.as_str(), cid.as_str()), d.as_slice()).map_err(storage)?;
+                let d = serde_json::to_vec(&DedupEntry {
+                    chat: msg.chat.clone(),
+                    id,
+                    ts: now,
+                })
+                .map_err(corrupt)?;
+                dedup
+                    .insert((msg.from.as_str(), cid.as_str()), d.as_slice())
+                    .map_err(storage)?;
             }
-            out.push(Appended { message, seqs, duplicate: false });
+            out.push(Appended {
+                message,
+                seqs,
+                duplicate: false,
+            });
         }
         next_id
     };
@@ -278,7 +328,8 @@ impl crate::Store for EmbeddedStore {
                 return Ok(false);
             }
             let bytes = serde_json::to_vec(&user).map_err(corrupt)?;
-            t.insert(user.id.as_str(), bytes.as_slice()).map_err(storage)?;
+            t.insert(user.id.as_str(), bytes.as_slice())
+                .map_err(storage)?;
             Ok(true)
         })
         .await
@@ -305,7 +356,8 @@ impl crate::Store for EmbeddedStore {
         self.read(move |txn| {
             let t = txn.open_table(USERS).map_err(storage)?;
             let g = t.get(user.as_str()).map_err(storage)?;
-            g.map(|g| serde_json::from_slice(g.value()).map_err(corrupt)).transpose()
+            g.map(|g| serde_json::from_slice(g.value()).map_err(corrupt))
+                .transpose()
         })
         .await
     }
@@ -335,14 +387,21 @@ impl crate::Store for EmbeddedStore {
 
     async fn append(&self, msg: NewMessage) -> Result<Appended> {
         let (reply, rx) = oneshot::channel();
-        self.writer.try_send(Job { msg, reply }).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => StoreError::Busy,
-            mpsc::error::TrySendError::Closed(_) => StoreError::Closed,
-        })?;
+        self.writer
+            .try_send(Job { msg, reply })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => StoreError::Busy,
+                mpsc::error::TrySendError::Closed(_) => StoreError::Closed,
+            })?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
-    async fn sync(&self, user: &UserId, after: Seq, limit: usize) -> Result<(Vec<InboxItem>, bool)> {
+    async fn sync(
+        &self,
+        user: &UserId,
+        after: Seq,
+        limit: usize,
+    ) -> Result<(Vec<InboxItem>, bool)> {
         let user = user.clone();
         self.read(move |txn| {
             let inbox = txn.open_table(INBOX).map_err(storage)?;
@@ -350,7 +409,10 @@ impl crate::Store for EmbeddedStore {
             let mut out = Vec::new();
             let mut more = false;
             let start = after.saturating_add(1);
-            for row in inbox.range((user.as_str(), start)..=(user.as_str(), u64::MAX)).map_err(storage)? {
+            for row in inbox
+                .range((user.as_str(), start)..=(user.as_str(), u64::MAX))
+                .map_err(storage)?
+            {
                 let (k, v) = row.map_err(storage)?;
                 if out.len() == limit {
                     more = true;
@@ -358,7 +420,10 @@ impl crate::Store for EmbeddedStore {
                 }
                 let entry: InboxEntry = serde_json::from_slice(v.value()).map_err(corrupt)?;
                 let message = load_message(&messages, &entry.chat, entry.id)?;
-                out.push(InboxItem { seq: k.value().1, message });
+                out.push(InboxItem {
+                    seq: k.value().1,
+                    message,
+                });
             }
             Ok((out, more))
         })
@@ -377,7 +442,9 @@ impl crate::Store for EmbeddedStore {
             let end = before.map(|b| b.0).unwrap_or(u128::MAX);
             let mut out = Vec::new();
             let mut more = false;
-            let range = messages.range((chat.as_str(), 0u128)..(chat.as_str(), end)).map_err(storage)?;
+            let range = messages
+                .range((chat.as_str(), 0u128)..(chat.as_str(), end))
+                .map_err(storage)?;
             for row in range.rev() {
                 let (_, v) = row.map_err(storage)?;
                 if out.len() == limit {
@@ -398,12 +465,20 @@ impl crate::Store for EmbeddedStore {
             let messages = txn.open_table(MESSAGES).map_err(storage)?;
             let mut out = Vec::new();
             // Every chat key sorts after "" and before "\u{10FFFF}"-prefixed strings.
-            for row in chats.range((user.as_str(), "")..(user.as_str(), "\u{10FFFF}")).map_err(storage)? {
+            for row in chats
+                .range((user.as_str(), "")..(user.as_str(), "\u{10FFFF}"))
+                .map_err(storage)?
+            {
                 let (k, v) = row.map_err(storage)?;
                 let chat = ChatKey::from_stored(k.value().1.to_owned());
                 let state: ChatState = serde_json::from_slice(v.value()).map_err(corrupt)?;
                 let last = load_message(&messages, &chat, state.last_id)?;
-                out.push(ChatSummary { chat, last, last_seq: state.last_seq, unread: state.unread });
+                out.push(ChatSummary {
+                    chat,
+                    last,
+                    last_seq: state.last_seq,
+                    unread: state.unread,
+                });
             }
             out.sort_by(|a, b| b.last.id.cmp(&a.last.id));
             Ok(out)
@@ -415,7 +490,10 @@ impl crate::Store for EmbeddedStore {
         let (user, chat) = (user.clone(), chat.clone());
         self.read(move |txn| {
             let chats = txn.open_table(CHATS).map_err(storage)?;
-            Ok(chats.get((user.as_str(), chat.as_str())).map_err(storage)?.is_some())
+            Ok(chats
+                .get((user.as_str(), chat.as_str()))
+                .map_err(storage)?
+                .is_some())
         })
         .await
     }

@@ -56,7 +56,8 @@ pub trait Store: Send + Sync + 'static {
     /// `duplicate: true` and writes nothing.
     async fn append(&self, msg: NewMessage) -> Result<Appended>;
     /// The inbox of `user` after `after`, in seq order, at most `limit`; `true` if more follow.
-    async fn sync(&self, user: &UserId, after: Seq, limit: usize) -> Result<(Vec<InboxItem>, bool)>;
+    async fn sync(&self, user: &UserId, after: Seq, limit: usize)
+        -> Result<(Vec<InboxItem>, bool)>;
     /// A chat's messages before `before` (or the newest), newest first; `true` if older ones exist.
     async fn history(
         &self,

@@ -10,7 +10,8 @@ use natter_types::{ChatKey, DeviceId, UserId};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_store_passes_the_conformance_suite() {
     let dir = tempfile::tempdir().unwrap();
-    let store = EmbeddedStore::open(&dir.path().join("natter.redb"), EmbeddedOptions::default()).unwrap();
+    let store =
+        EmbeddedStore::open(&dir.path().join("natter.redb"), EmbeddedOptions::default()).unwrap();
     conformance::run_all(Arc::new(store)).await;
 }
 
@@ -28,7 +29,13 @@ async fn messages_survive_reopening_the_file() {
                 dev: DeviceId::new("phone").unwrap(),
                 cid: Some("c".into()),
                 readers: vec![a.clone(), b.clone()],
-                content: Content { kind: "text".into(), body: "kept".into(), media: None, reply_to: None, ttl: None },
+                content: Content {
+                    kind: "text".into(),
+                    body: "kept".into(),
+                    media: None,
+                    reply_to: None,
+                    ttl: None,
+                },
             })
             .await
             .unwrap();

@@ -35,9 +35,9 @@ fn is_user_name(s: &str) -> bool {
     !b.is_empty()
         && b.len() <= 64
         && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
-        && b[1..]
-            .iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'_' | b'.' | b'-'))
+        && b[1..].iter().all(|c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'_' | b'.' | b'-')
+        })
 }
 
 /// Declares a validated string newtype with `Display`, `FromStr`, serde and `as_str`.
@@ -127,7 +127,10 @@ impl Client {
     /// Parses an MQTT client id of the form `{user}:{device}`.
     pub fn parse(client_id: &str) -> Option<Client> {
         let (u, d) = client_id.split_once(':')?;
-        Some(Client { user: UserId::new(u).ok()?, device: DeviceId::new(d).ok()? })
+        Some(Client {
+            user: UserId::new(u).ok()?,
+            device: DeviceId::new(d).ok()?,
+        })
     }
 }
 
@@ -240,7 +243,9 @@ impl fmt::Display for MsgId {
 impl FromStr for MsgId {
     type Err = NameError;
     fn from_str(s: &str) -> Result<Self, NameError> {
-        ulid::Ulid::from_string(s).map(|u| MsgId(u.0)).map_err(|_| NameError::MsgId(s.to_owned()))
+        ulid::Ulid::from_string(s)
+            .map(|u| MsgId(u.0))
+            .map_err(|_| NameError::MsgId(s.to_owned()))
     }
 }
 

@@ -1,0 +1,262 @@
+//! Credentials: argon2id password hashes, natter's own access tokens (HS256 JWTs), and tokens
+//! from trusted issuers (RS256, ES256, EdDSA public keys named in the config).
+//!
+//! Password checks are deliberately slow (argon2id), so they run on the blocking pool and never
+//! stall the connections being served.
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use argon2::password_hash::{
+    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
+};
+use argon2::Argon2;
+use base64::Engine;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use natter_config::{AuthConfig, IssuerAlgorithm};
+use natter_types::UserId;
+use serde::{Deserialize, Serialize};
+
+/// A credential setup that cannot be used: names the config key and the file.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthSetupError {
+    /// A key file could not be read or written.
+    #[error("config key `{key}`: cannot use key file {path}: {reason}")]
+    KeyFile {
+        /// The config key that names (or defaults) the file.
+        key: String,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Claims of natter's tokens; `sub` is the user.
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    sub: String,
+    iss: String,
+    iat: u64,
+    exp: u64,
+}
+
+struct Issuer {
+    name: String,
+    algorithm: Algorithm,
+    key: DecodingKey,
+    audience: Option<String>,
+}
+
+/// Issues and checks tokens.
+pub struct Tokens {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    ttl_secs: u64,
+    issuers: Vec<Issuer>,
+}
+
+/// The `iss` of natter's own tokens.
+pub const NATTER_ISSUER: &str = "natter";
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Reads the HS256 key, making a random one (mode 0600) when the file does not exist yet.
+fn load_or_make_key(path: &Path) -> Result<Vec<u8>, String> {
+    match std::fs::read(path) {
+        Ok(k) if k.len() >= 32 => Ok(k),
+        Ok(_) => Err("the key is shorter than 32 bytes".into()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key: [u8; 32] = rand::random();
+            let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+            write_private(path, hex.as_bytes()).map_err(|e| e.to_string())?;
+            Ok(hex.into_bytes())
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Writes a file only its owner may read.
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    opts.mode(0o600);
+    let mut f = opts.open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+impl Tokens {
+    /// Loads the signing key (from `auth.token_key_file`, or `{data_dir}/token.key`) and every
+    /// trusted issuer's public key.
+    pub fn load(cfg: &AuthConfig, data_dir: &Path) -> Result<Tokens, AuthSetupError> {
+        let path = if cfg.token_key_file.is_empty() {
+            data_dir.join("token.key")
+        } else {
+            PathBuf::from(&cfg.token_key_file)
+        };
+        let secret = load_or_make_key(&path).map_err(|reason| AuthSetupError::KeyFile {
+            key: "auth.token_key_file".into(),
+            path: path.clone(),
+            reason,
+        })?;
+        let mut issuers = Vec::new();
+        for (i, iss) in cfg.trusted_issuers.iter().enumerate() {
+            let err = |reason: String| AuthSetupError::KeyFile {
+                key: format!("auth.trusted_issuers[{i}].public_key_file"),
+                path: iss.public_key_file.clone(),
+                reason,
+            };
+            let pem = std::fs::read(&iss.public_key_file).map_err(|e| err(e.to_string()))?;
+            let (algorithm, key) = match iss.algorithm {
+                IssuerAlgorithm::RS256 => (Algorithm::RS256, DecodingKey::from_rsa_pem(&pem)),
+                IssuerAlgorithm::ES256 => (Algorithm::ES256, DecodingKey::from_ec_pem(&pem)),
+                IssuerAlgorithm::EdDSA => (Algorithm::EdDSA, DecodingKey::from_ed_pem(&pem)),
+            };
+            let key =
+                key.map_err(|e| err(format!("not a PEM public key for {:?}: {e}", iss.algorithm)))?;
+            issuers.push(Issuer {
+                name: iss.issuer.clone(),
+                algorithm,
+                key,
+                audience: iss.audience.clone(),
+            });
+        }
+        Ok(Tokens {
+            encoding: EncodingKey::from_secret(&secret),
+            decoding: DecodingKey::from_secret(&secret),
+            ttl_secs: cfg.token_ttl_secs,
+            issuers,
+        })
+    }
+
+    /// A signed token for `user`, and when it expires (Unix seconds).
+    pub fn issue(&self, user: &UserId) -> (String, u64) {
+        let iat = now_secs();
+        let exp = iat + self.ttl_secs;
+        let claims = Claims {
+            sub: user.to_string(),
+            iss: NATTER_ISSUER.into(),
+            iat,
+            exp,
+        };
+        // HS256 over serde_json claims cannot fail.
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .unwrap_or_default();
+        (token, exp)
+    }
+
+    /// Whether `token` is a valid, unexpired token for `user`, from natter or a trusted issuer.
+    pub fn verify(&self, token: &str, user: &UserId) -> bool {
+        let Ok(header) = jsonwebtoken::decode_header(token) else {
+            return false;
+        };
+        let iss = peek_issuer(token);
+        let sub = if header.alg == Algorithm::HS256 && iss.as_deref() == Some(NATTER_ISSUER) {
+            let mut v = Validation::new(Algorithm::HS256);
+            v.set_issuer(&[NATTER_ISSUER]);
+            v.set_required_spec_claims(&["exp", "sub", "iss"]);
+            jsonwebtoken::decode::<Claims>(token, &self.decoding, &v)
+                .ok()
+                .map(|d| d.claims.sub)
+        } else {
+            self.issuers
+                .iter()
+                .filter(|i| i.algorithm == header.alg && iss.as_deref() == Some(i.name.as_str()))
+                .find_map(|i| {
+                    let mut v = Validation::new(i.algorithm);
+                    v.set_issuer(&[&i.name]);
+                    v.set_required_spec_claims(&["exp", "sub", "iss"]);
+                    match &i.audience {
+                        Some(aud) => v.set_audience(&[aud]),
+                        None => v.validate_aud = false,
+                    }
+                    jsonwebtoken::decode::<serde_json::Value>(token, &i.key, &v)
+                        .ok()
+                        .and_then(|d| {
+                            d.claims
+                                .get("sub")
+                                .and_then(|s| s.as_str())
+                                .map(str::to_owned)
+                        })
+                })
+        };
+        sub.as_deref() == Some(user.as_str())
+    }
+}
+
+/// The `iss` claim, read without checking the signature: only to pick which key checks it.
+fn peek_issuer(token: &str) -> Option<String> {
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    v.get("iss")?.as_str().map(str::to_owned)
+}
+
+/// Whether a password looks like a JWT rather than a password (three base64url parts).
+pub fn looks_like_jwt(password: &[u8]) -> bool {
+    password.starts_with(b"eyJ")
+        && password.iter().filter(|&&c| c == b'.').count() == 2
+        && password
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_'))
+}
+
+/// An argon2id PHC string for `password`.
+pub fn hash_password(password: &str) -> String {
+    let salt = SaltString::generate(&mut OsRng);
+    // Hashing with default parameters and a fresh salt only fails on absurd input lengths,
+    // which the HTTP layer bounds.
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .unwrap_or_default()
+}
+
+/// Whether `password` matches the PHC string `hash`.
+pub fn verify_password(password: &[u8], hash: &str) -> bool {
+    PasswordHash::new(hash)
+        .map(|h| Argon2::default().verify_password(password, &h).is_ok())
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_verifies_only_itself() {
+        let h = hash_password("correct horse");
+        assert!(h.starts_with("$argon2id$"));
+        assert!(verify_password(b"correct horse", &h));
+        assert!(!verify_password(b"wrong", &h));
+        assert!(!verify_password(b"x", "not a hash"));
+    }
+
+    #[test]
+    fn tokens_name_their_user_and_nobody_else() {
+        let dir = std::env::temp_dir().join(format!("natter-auth-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let t = Tokens::load(&AuthConfig::default(), &dir).unwrap();
+        let alice = UserId::new("alice").unwrap();
+        let (tok, _) = t.issue(&alice);
+        assert!(looks_like_jwt(tok.as_bytes()));
+        assert!(t.verify(&tok, &alice));
+        assert!(!t.verify(&tok, &UserId::new("bob").unwrap()));
+        // The key persists: a second load accepts the first load's tokens.
+        let t2 = Tokens::load(&AuthConfig::default(), &dir).unwrap();
+        assert!(t2.verify(&tok, &alice));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

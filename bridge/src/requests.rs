@@ -1,0 +1,144 @@
+//! Requests on `q/{method}`: answered on the asking device's `d/{me}/{device}`.
+
+use natter_types::{ChatAddr, Client, MsgId};
+use serde_json::{json, Map, Value};
+
+use crate::wire::{self, MessageOut};
+use crate::{Bridge, ChatError};
+
+/// Most messages one `sync` returns.
+pub const SYNC_MAX: usize = 500;
+/// Most messages one `history` returns.
+pub const HISTORY_MAX: usize = 200;
+
+fn limit(params: &Map<String, Value>, default: usize, max: usize) -> Result<usize, ChatError> {
+    match params.get("limit") {
+        None | Some(Value::Null) => Ok(default),
+        Some(v) => match v.as_u64() {
+            Some(n) if n >= 1 && n as usize <= max => Ok(n as usize),
+            _ => Err(ChatError::BadRequest(format!(
+                "`limit` must be a number from 1 to {max}"
+            ))),
+        },
+    }
+}
+
+impl Bridge {
+    pub(crate) async fn request(
+        &self,
+        client: &Client,
+        method: &str,
+        payload: &[u8],
+    ) -> Result<(), ChatError> {
+        let v: Value =
+            serde_json::from_slice(payload).map_err(|e| ChatError::BadJson(e.to_string()))?;
+        let Value::Object(params) = v else {
+            return Err(ChatError::BadJson("expected a JSON object".into()));
+        };
+        let Some(id) = params
+            .get("id")
+            .filter(|i| i.is_string() || i.is_number())
+            .cloned()
+        else {
+            return Err(ChatError::BadRequest(
+                "a request needs an `id` (string or number)".into(),
+            ));
+        };
+        let result = match method {
+            "sync" => self.sync(client, &params).await,
+            "history" => self.history(client, &params).await,
+            "chats" => self.chats(client).await,
+            other => Err(ChatError::UnknownMethod(other.to_owned())),
+        };
+        self.to_device(client, wire::answer_ok(&id, result?)).await;
+        Ok(())
+    }
+
+    async fn sync(
+        &self,
+        client: &Client,
+        params: &Map<String, Value>,
+    ) -> Result<Map<String, Value>, ChatError> {
+        let after = match params.get("after") {
+            None | Some(Value::Null) => 0,
+            Some(v) => v
+                .as_u64()
+                .ok_or_else(|| ChatError::BadRequest("`after` must be a seq number".into()))?,
+        };
+        let limit = limit(params, 100, SYNC_MAX)?;
+        let (items, more) = self.store.sync(&client.user, after, limit).await?;
+        let messages: Vec<Value> = items
+            .iter()
+            .map(|i| {
+                serde_json::to_value(MessageOut::new(&i.message, &client.user, Some(i.seq)))
+                    .unwrap_or_default()
+            })
+            .collect();
+        Ok(obj(json!({"messages": messages, "more": more})))
+    }
+
+    async fn history(
+        &self,
+        client: &Client,
+        params: &Map<String, Value>,
+    ) -> Result<Map<String, Value>, ChatError> {
+        let chat: ChatAddr = params
+            .get("chat")
+            .and_then(|c| c.as_str())
+            .ok_or_else(|| {
+                ChatError::BadRequest("`chat` (u/{user} or g/{group}) is required".into())
+            })?
+            .parse()
+            .map_err(|e: natter_types::NameError| ChatError::BadRequest(e.to_string()))?;
+        let before = match params.get("before") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.parse::<MsgId>().map_err(|_| {
+                ChatError::BadRequest(format!("`before` {s:?} is not a message id"))
+            })?),
+            Some(_) => {
+                return Err(ChatError::BadRequest(
+                    "`before` must be a message id".into(),
+                ))
+            }
+        };
+        let limit = limit(params, 50, HISTORY_MAX)?;
+        if !self.may_read(&chat).await? {
+            return Err(ChatError::NotAuthorized(format!(
+                "you are not in chat {chat}"
+            )));
+        }
+        let (msgs, more) = self
+            .store
+            .history(&chat.key(&client.user), before, limit)
+            .await?;
+        let messages: Vec<Value> = msgs
+            .iter()
+            .map(|m| {
+                serde_json::to_value(MessageOut::new(m, &client.user, None)).unwrap_or_default()
+            })
+            .collect();
+        Ok(obj(json!({"messages": messages, "more": more})))
+    }
+
+    async fn chats(&self, client: &Client) -> Result<Map<String, Value>, ChatError> {
+        let list = self.store.chats(&client.user).await?;
+        let chats: Vec<Value> = list
+            .iter()
+            .map(|c| {
+                json!({
+                    "chat": c.chat.addr_for(&client.user).map(|a| a.to_string()),
+                    "last": MessageOut::new(&c.last, &client.user, Some(c.last_seq)),
+                    "unread": c.unread,
+                })
+            })
+            .collect();
+        Ok(obj(json!({"chats": chats})))
+    }
+}
+
+fn obj(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}

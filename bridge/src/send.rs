@@ -1,0 +1,73 @@
+//! The send pipeline: validate, commit (message + every inbox entry, one transaction), then
+//! the `sent` receipt and the fan-out. The caller PUBACKs only after this returns.
+
+use bytes::Bytes;
+use natter_store::NewMessage;
+use natter_types::{ChatAddr, Client};
+
+use crate::wire::{self, MessageOut};
+use crate::{Bridge, ChatError};
+
+/// A top-level field of a JSON payload (`cid`, `id`), for error reports about payloads that
+/// failed validation.
+pub(crate) fn peek_field(payload: &[u8], field: &str) -> Option<serde_json::Value> {
+    let mut v: serde_json::Value = serde_json::from_slice(payload).ok()?;
+    v.get_mut(field).map(serde_json::Value::take)
+}
+
+impl Bridge {
+    pub(crate) async fn send(
+        &self,
+        client: &Client,
+        chat: &ChatAddr,
+        payload: &[u8],
+    ) -> Result<(), ChatError> {
+        let send = wire::parse_send(payload)?;
+        let readers = match chat {
+            ChatAddr::User(peer) => {
+                if self.store.user(peer).await?.is_none() {
+                    return Err(ChatError::UnknownUser(peer.to_string()));
+                }
+                if *peer == client.user {
+                    vec![client.user.clone()]
+                } else {
+                    vec![client.user.clone(), peer.clone()]
+                }
+            }
+            ChatAddr::Group(g) => {
+                return Err(ChatError::NotAuthorized(format!(
+                    "not a member of group {g}"
+                )))
+            }
+        };
+        let appended = self
+            .store
+            .append(NewMessage {
+                chat: chat.key(&client.user),
+                from: client.user.clone(),
+                dev: client.device.clone(),
+                cid: send.cid,
+                readers,
+                content: send.content,
+            })
+            .await?;
+        let m = &appended.message;
+        self.broker
+            .publish(
+                &format!("u/{}/r", client.user),
+                wire::sent_receipt(m),
+                true,
+                false,
+            )
+            .await;
+        // A resend of a known cid gets its receipt again (the first may have been lost with the
+        // PUBACK) but is delivered to nobody a second time.
+        for (reader, seq) in &appended.seqs {
+            let out: Bytes = MessageOut::new(m, reader, Some(*seq)).bytes();
+            self.broker
+                .publish(&format!("u/{reader}/m"), out, true, false)
+                .await;
+        }
+        Ok(())
+    }
+}

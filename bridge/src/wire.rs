@@ -1,0 +1,237 @@
+//! The JSON that crosses the wire: what clients send (parsed strictly, with errors a person can
+//! act on) and what natter publishes (messages, receipts, answers, errors).
+
+use bytes::Bytes;
+use natter_store::{Content, StoredMessage};
+use natter_types::{MsgId, Seq, UserId};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::error::ChatError;
+
+/// Message types a client may send.
+pub const SEND_TYPES: [&str; 7] = [
+    "text", "image", "video", "audio", "file", "location", "contact",
+];
+
+/// The longest `cid` accepted, in bytes.
+pub const MAX_CID_BYTES: usize = 128;
+
+/// A validated Send.
+#[derive(Debug)]
+pub struct Send {
+    /// The client's id for it.
+    pub cid: Option<String>,
+    /// What it says.
+    pub content: Content,
+}
+
+/// Parses a Send payload: a JSON object, or (the shortcut for stock clients) any UTF-8 text that
+/// does not start like an object, which becomes a text message.
+pub fn parse_send(payload: &[u8]) -> Result<Send, ChatError> {
+    let text = std::str::from_utf8(payload).map_err(|e| ChatError::BadUtf8(e.valid_up_to()))?;
+    if !text.trim_start().starts_with('{') {
+        if text.trim().is_empty() {
+            return Err(ChatError::BadRequest("an empty message".into()));
+        }
+        let content = Content {
+            kind: "text".into(),
+            body: text.to_owned(),
+            media: None,
+            reply_to: None,
+            ttl: None,
+        };
+        return Ok(Send { cid: None, content });
+    }
+    let v: Value = serde_json::from_str(text).map_err(|e| ChatError::BadJson(e.to_string()))?;
+    let Value::Object(mut o) = v else {
+        return Err(ChatError::BadJson("expected a JSON object".into()));
+    };
+    let cid = match o.remove("cid") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(c)) if !c.is_empty() && c.len() <= MAX_CID_BYTES => Some(c),
+        Some(_) => {
+            return Err(ChatError::BadRequest(format!(
+                "`cid` must be a string of 1 to {MAX_CID_BYTES} bytes"
+            )))
+        }
+    };
+    let kind = match o.remove("type") {
+        None | Some(Value::Null) => "text".to_owned(),
+        Some(Value::String(t)) if SEND_TYPES.contains(&t.as_str()) => t,
+        Some(other) => {
+            return Err(ChatError::BadRequest(format!(
+                "`type` {other} is not one of {SEND_TYPES:?}"
+            )))
+        }
+    };
+    let body = match o.remove("body") {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(b)) => b,
+        Some(_) => return Err(ChatError::BadRequest("`body` must be a string".into())),
+    };
+    if body.is_empty() && kind == "text" {
+        return Err(ChatError::BadRequest(
+            "a text message needs a non-empty `body`".into(),
+        ));
+    }
+    if o.get("media").is_some_and(|m| !m.is_null()) {
+        return Err(ChatError::Unsupported(
+            "`media` is not accepted yet: uploads are not built".into(),
+        ));
+    }
+    let reply_to =
+        match o.remove("reply_to") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(r)) => Some(r.parse::<MsgId>().map_err(|_| {
+                ChatError::BadRequest(format!("`reply_to` {r:?} is not a message id"))
+            })?),
+            Some(_) => {
+                return Err(ChatError::BadRequest(
+                    "`reply_to` must be a message id string".into(),
+                ))
+            }
+        };
+    let ttl = match o.remove("ttl") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) if n.as_u64().is_some_and(|t| t > 0) => n.as_u64(),
+        Some(_) => {
+            return Err(ChatError::BadRequest(
+                "`ttl` must be a positive number of seconds".into(),
+            ))
+        }
+    };
+    Ok(Send {
+        cid,
+        content: Content {
+            kind,
+            body,
+            media: None,
+            reply_to,
+            ttl,
+        },
+    })
+}
+
+/// A message as one reader sees it.
+#[derive(Serialize)]
+pub struct MessageOut<'a> {
+    // `id` first: the acked hook finds it without parsing the whole payload.
+    id: MsgId,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seq: Option<Seq>,
+    chat: String,
+    from: &'a UserId,
+    dev: &'a str,
+    ts: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cid: Option<&'a str>,
+    #[serde(flatten)]
+    content: &'a Content,
+}
+
+impl<'a> MessageOut<'a> {
+    /// `m` as `reader` sees it, at `seq` in their inbox (none for history).
+    pub fn new(m: &'a StoredMessage, reader: &UserId, seq: Option<Seq>) -> MessageOut<'a> {
+        MessageOut {
+            id: m.id,
+            seq,
+            chat: m
+                .chat
+                .addr_for(reader)
+                .map(|a| a.to_string())
+                .unwrap_or_default(),
+            from: &m.from,
+            dev: m.dev.as_str(),
+            ts: m.ts,
+            cid: m.cid.as_deref(),
+            content: &m.content,
+        }
+    }
+
+    /// As a payload.
+    pub fn bytes(&self) -> Bytes {
+        Bytes::from(serde_json::to_vec(self).unwrap_or_default())
+    }
+}
+
+/// A `sent` receipt for the sender.
+pub fn sent_receipt(m: &StoredMessage) -> Bytes {
+    let chat = m
+        .chat
+        .addr_for(&m.from)
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let v = json!({"chat": chat, "id": m.id, "cid": m.cid, "status": "sent", "ts": m.ts});
+    Bytes::from(v.to_string())
+}
+
+/// An error about a publish, for `d/{me}/{device}`.
+pub fn publish_error(topic: &str, cid: Option<&str>, e: &ChatError) -> Bytes {
+    let v = json!({
+        "cid": cid, "topic": topic, "ok": false,
+        "error": {"code": e.code(), "message": e.to_string()},
+    });
+    Bytes::from(v.to_string())
+}
+
+/// A successful answer: `result`'s fields beside `"id"` and `"ok": true`.
+pub fn answer_ok(id: &Value, mut result: serde_json::Map<String, Value>) -> Bytes {
+    result.insert("id".into(), id.clone());
+    result.insert("ok".into(), Value::Bool(true));
+    Bytes::from(Value::Object(result).to_string())
+}
+
+/// A failed answer.
+pub fn answer_err(id: &Value, e: &ChatError) -> Bytes {
+    let v = json!({"id": id, "ok": false, "error": {"code": e.code(), "message": e.to_string()}});
+    Bytes::from(v.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_text_is_a_text_message() {
+        let s = parse_send(b"door open").unwrap();
+        assert_eq!(s.content.kind, "text");
+        assert_eq!(s.content.body, "door open");
+        assert!(s.cid.is_none());
+    }
+
+    #[test]
+    fn a_json_send_keeps_its_fields() {
+        let s =
+            parse_send(br#"{"cid":"c1","type":"location","body":"52.1,4.3","ttl":60}"#).unwrap();
+        assert_eq!(s.cid.as_deref(), Some("c1"));
+        assert_eq!(s.content.kind, "location");
+        assert_eq!(s.content.ttl, Some(60));
+    }
+
+    #[test]
+    fn bad_sends_get_their_own_error_codes() {
+        assert_eq!(parse_send(b"{oops").unwrap_err().code(), "bad_json");
+        assert_eq!(parse_send(&[0xff, 0xfe]).unwrap_err().code(), "bad_utf8");
+        assert_eq!(
+            parse_send(br#"{"body":"x","type":"gif"}"#)
+                .unwrap_err()
+                .code(),
+            "bad_request"
+        );
+        assert_eq!(
+            parse_send(br#"{"body":5}"#).unwrap_err().code(),
+            "bad_request"
+        );
+        assert_eq!(
+            parse_send(br#"{"cid":"x"}"#).unwrap_err().code(),
+            "bad_request"
+        );
+        assert_eq!(
+            parse_send(br#"{"body":"x","reply_to":"zz"}"#)
+                .unwrap_err()
+                .code(),
+            "bad_request"
+        );
+    }
+}

@@ -1,0 +1,175 @@
+//! The operator's topic rules: `[[acl]]` rights for named users and `[anonymous]` rights, and
+//! the MQTT filter arithmetic they need.
+
+use natter_config::Config;
+
+/// One compiled `[[acl]]` rule.
+#[derive(Debug, Clone)]
+struct UserRule {
+    user: String,
+    publish: Vec<String>,
+    subscribe: Vec<String>,
+}
+
+/// The operator's rules, compiled once at start.
+#[derive(Debug, Clone, Default)]
+pub struct Rules {
+    users: Vec<UserRule>,
+    anon_publish: Vec<String>,
+    anon_subscribe: Vec<String>,
+}
+
+/// `*` in a user pattern matches any run of characters.
+fn name_matches(pattern: &str, name: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == name,
+        Some((head, rest)) => {
+            let Some(tail) = name.strip_prefix(head) else {
+                return false;
+            };
+            (0..=tail.len()).any(|i| tail.is_char_boundary(i) && name_matches(rest, &tail[i..]))
+        }
+    }
+}
+
+/// Whether a concrete `topic` matches `filter` (MQTT rules; `$` topics only match filters that
+/// name `$` explicitly).
+pub fn topic_matches(filter: &str, topic: &str) -> bool {
+    if topic.starts_with('$') && (filter.starts_with('+') || filter.starts_with('#')) {
+        return false;
+    }
+    let mut f = filter.split('/');
+    let mut t = topic.split('/');
+    loop {
+        match (f.next(), t.next()) {
+            (Some("#"), _) => return true,
+            (Some("+"), Some(_)) => {}
+            (Some(a), Some(b)) if a == b => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+/// Whether every topic `requested` could match is also matched by `allowed`, i.e. a
+/// subscription to `requested` can deliver nothing that `allowed` does not permit.
+pub fn filter_covers(allowed: &str, requested: &str) -> bool {
+    let mut a = allowed.split('/');
+    let mut r = requested.split('/');
+    loop {
+        match (a.next(), r.next()) {
+            (Some("#"), _) => return true,
+            (Some("+"), Some(x)) if x != "#" => {}
+            (Some(x), Some(y)) if x == y && x != "+" && x != "#" => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+impl Rules {
+    /// Compiles the `[[acl]]` and `[anonymous]` sections.
+    pub fn from_config(c: &Config) -> Rules {
+        Rules {
+            users: c
+                .acl
+                .iter()
+                .map(|r| UserRule {
+                    user: r.user.clone(),
+                    publish: r.publish.clone(),
+                    subscribe: r.subscribe.clone(),
+                })
+                .collect(),
+            anon_publish: c
+                .anonymous
+                .as_ref()
+                .map(|a| a.publish.clone())
+                .unwrap_or_default(),
+            anon_subscribe: c
+                .anonymous
+                .as_ref()
+                .map(|a| a.subscribe.clone())
+                .unwrap_or_default(),
+        }
+    }
+
+    fn user_filters<'a>(
+        &'a self,
+        user: &'a str,
+        publish: bool,
+    ) -> impl Iterator<Item = String> + 'a {
+        self.users
+            .iter()
+            .filter(move |r| name_matches(&r.user, user))
+            .flat_map(move |r| {
+                if publish {
+                    r.publish.iter()
+                } else {
+                    r.subscribe.iter()
+                }
+            })
+            .map(move |f| f.replace("%u", user))
+    }
+
+    /// Whether a rule lets `user` publish to `topic`.
+    pub fn user_may_publish(&self, user: &str, topic: &str) -> bool {
+        self.user_filters(user, true)
+            .any(|f| topic_matches(&f, topic))
+    }
+
+    /// Whether a rule lets `user` subscribe to `filter`.
+    pub fn user_may_subscribe(&self, user: &str, filter: &str) -> bool {
+        self.user_filters(user, false)
+            .any(|f| filter_covers(&f, filter))
+    }
+
+    /// Whether an anonymous client may publish to `topic`.
+    pub fn anonymous_may_publish(&self, topic: &str) -> bool {
+        self.anon_publish.iter().any(|f| topic_matches(f, topic))
+    }
+
+    /// Whether an anonymous client may subscribe to `filter`.
+    pub fn anonymous_may_subscribe(&self, filter: &str) -> bool {
+        self.anon_subscribe.iter().any(|f| filter_covers(f, filter))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics_match_filters_by_mqtt_rules() {
+        assert!(topic_matches("tele/#", "tele/a/b"));
+        assert!(topic_matches("tele/#", "tele"));
+        assert!(topic_matches("a/+/c", "a/b/c"));
+        assert!(!topic_matches("a/+/c", "a/b/d"));
+        assert!(!topic_matches("a/+", "a/b/c"));
+        assert!(!topic_matches("#", "$SYS/x"));
+    }
+
+    #[test]
+    fn a_filter_covers_only_narrower_filters() {
+        assert!(filter_covers("tele/#", "tele/+/temp"));
+        assert!(filter_covers("alerts/+", "alerts/x"));
+        assert!(filter_covers("alerts/+", "alerts/+"));
+        assert!(!filter_covers("alerts/+", "alerts/#"));
+        assert!(!filter_covers("alerts/x", "alerts/+"));
+        assert!(!filter_covers("tele/#", "#"));
+    }
+
+    #[test]
+    fn user_patterns_and_own_name_substitution() {
+        let c = natter_config::Config::parse(
+            "[[acl]]\nuser = \"sensor-*\"\npublish = [\"tele/%u/#\"]\nsubscribe = [\"cmd/%u\"]\n",
+            "t",
+        )
+        .unwrap();
+        let r = Rules::from_config(&c);
+        assert!(r.user_may_publish("sensor-1", "tele/sensor-1/temp"));
+        assert!(!r.user_may_publish("sensor-1", "tele/sensor-2/temp"));
+        assert!(!r.user_may_publish("alice", "tele/alice/temp"));
+        assert!(r.user_may_subscribe("sensor-9", "cmd/sensor-9"));
+        assert!(!r.user_may_subscribe("sensor-9", "cmd/+"));
+    }
+}
