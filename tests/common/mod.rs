@@ -1,0 +1,414 @@
+//! The test harness: a real `natter serve` process on free ports with its own data directory,
+//! and real MQTT clients (rumqttc, MQTT 5 unless a test says otherwise).
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rumqttc::v5::mqttbytes::v5::{ConnectReturnCode, Packet, PubAckReason, SubscribeReasonCode};
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+/// How long any single wait in a test may take before it fails.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A natter process. Killed when dropped; its log is printed if the test failed.
+pub struct Server {
+    pub dir: tempfile::TempDir,
+    pub mqtt: u16,
+    pub ws: u16,
+    pub http: u16,
+    pub extra: String,
+    child: Option<Child>,
+}
+
+impl Server {
+    pub fn start() -> Server {
+        Self::start_with("")
+    }
+
+    /// Starts natter with `extra` TOML appended to the test config.
+    pub fn start_with(extra: &str) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Server { dir, mqtt: free_port(), ws: free_port(), http: free_port(), extra: extra.into(), child: None };
+        s.spawn();
+        s
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("natter.toml")
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("natter.log")
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn write_config(&self) {
+        let cfg = format!(
+            "data_dir = {data:?}\n{extra}\n[mqtt]\ntcp = \"127.0.0.1:{m}\"\nws = \"127.0.0.1:{w}\"\n\
+             [http]\nlisten = \"127.0.0.1:{h}\"\nadmin_token = \"{ADMIN_TOKEN}\"\n",
+            data = self.data_dir().display().to_string(),
+            extra = self.extra,
+            m = self.mqtt,
+            w = self.ws,
+            h = self.http,
+        );
+        std::fs::write(self.config_path(), cfg).unwrap();
+    }
+
+    fn spawn(&mut self) {
+        self.write_config();
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_natter"))
+            .args(["serve", "--config"])
+            .arg(self.config_path())
+            .env("RUST_LOG", "info,rmqtt=warn,rmqtt_net=warn")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("natter exited during start-up ({status}):\n{}", self.log());
+            }
+            let up = |p: u16| std::net::TcpStream::connect(("127.0.0.1", p)).is_ok();
+            if up(self.mqtt) && up(self.http) && up(self.ws) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "natter did not start:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// `kill -9`: no shutdown code runs.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    /// Starts natter again on the same ports and data.
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    pub fn http_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.http, path)
+    }
+
+    /// Creates a user through the admin API.
+    pub fn add_user(&self, name: &str, password: &str) {
+        let (status, body) = http(
+            "POST",
+            &self.http_url("/v1/admin/users"),
+            Some(ADMIN_TOKEN),
+            Some(json!({"name": name, "password": password})),
+        );
+        assert_eq!(status, 201, "creating {name}: {body}");
+    }
+
+    /// A token for `user` from `POST /v1/token`.
+    pub fn token(&self, user: &str, password: &str) -> String {
+        let (status, body) =
+            http("POST", &self.http_url("/v1/token"), None, Some(json!({"user": user, "password": password})));
+        assert_eq!(status, 200, "{body}");
+        body["token"].as_str().unwrap().to_owned()
+    }
+
+    /// Runs `natter ARGS --config <this server's config>`, with `stdin` as its input.
+    pub fn cli(&self, args: &[&str], stdin: &str) -> (bool, String, String) {
+        run_cli(&self.config_path(), args, stdin)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+        if std::thread::panicking() {
+            eprintln!("---- natter log ----\n{}", self.log());
+        }
+    }
+}
+
+pub fn run_cli(config: &Path, args: &[&str], stdin: &str) -> (bool, String, String) {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_natter"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+/// A blocking HTTP call; returns the status and the JSON body (Null if none).
+pub fn http(method: &str, url: &str, bearer: Option<&str>, body: Option<Value>) -> (u16, Value) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(WAIT))
+        .build()
+        .into();
+    let auth = bearer.map(|t| format!("Bearer {t}"));
+    let resp = match (method, body) {
+        ("POST", Some(b)) => {
+            let mut r = agent.post(url);
+            if let Some(a) = &auth {
+                r = r.header("authorization", a);
+            }
+            r.send_json(b)
+        }
+        ("GET", None) => {
+            let mut r = agent.get(url);
+            if let Some(a) = &auth {
+                r = r.header("authorization", a);
+            }
+            r.call()
+        }
+        other => panic!("unsupported request {other:?}"),
+    };
+    let mut resp = resp.unwrap();
+    let status = resp.status().as_u16();
+    let body = resp.body_mut().read_json::<Value>().unwrap_or(Value::Null);
+    (status, body)
+}
+
+/// What the client's event loop saw.
+#[derive(Debug)]
+pub enum Seen {
+    Publish { topic: String, payload: Vec<u8> },
+    PubAck { pkid: u16, reason: PubAckReason },
+    SubAck(Vec<SubscribeReasonCode>),
+    OutgoingPublish(u16),
+    Closed(String),
+}
+
+/// An MQTT 5 client with its event loop running in a task.
+pub struct Mqtt {
+    pub client: AsyncClient,
+    pub user: String,
+    pub device: String,
+    events: mpsc::UnboundedReceiver<Seen>,
+    /// Publishes received but not yet consumed by a `recv`.
+    pending: Vec<(String, Vec<u8>)>,
+    next_request: u64,
+}
+
+pub fn options(port: u16, client_id: &str, user: &str, password: &str) -> MqttOptions {
+    let mut o = MqttOptions::new(client_id, "127.0.0.1", port);
+    o.set_credentials(user, password);
+    o.set_keep_alive(Duration::from_secs(30));
+    o
+}
+
+/// Connects and waits for CONNACK; the refusal code if refused.
+pub async fn connect_with(opts: MqttOptions) -> Result<Mqtt, ConnectReturnCode> {
+    let client_id = opts.client_id();
+    let (client, mut el) = AsyncClient::new(opts, 1000);
+    loop {
+        match tokio::time::timeout(WAIT, el.poll()).await.expect("CONNACK in time") {
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                if ack.code == ConnectReturnCode::Success {
+                    break;
+                }
+                return Err(ack.code);
+            }
+            Ok(_) => continue,
+            Err(ConnectionError::ConnectionRefused(code)) => return Err(code),
+            Err(e) => panic!("connect failed: {e}"),
+        }
+    }
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(pump(el, tx));
+    let (user, device) = client_id.split_once(':').map(|(u, d)| (u.to_owned(), d.to_owned())).unwrap_or_default();
+    Ok(Mqtt { client, user, device, events: rx, pending: Vec::new(), next_request: 0 })
+}
+
+async fn pump(mut el: EventLoop, tx: mpsc::UnboundedSender<Seen>) {
+    loop {
+        let seen = match el.poll().await {
+            Ok(Event::Incoming(Packet::Publish(p))) => Seen::Publish {
+                topic: String::from_utf8_lossy(&p.topic).into_owned(),
+                payload: p.payload.to_vec(),
+            },
+            Ok(Event::Incoming(Packet::PubAck(a))) => Seen::PubAck { pkid: a.pkid, reason: a.reason },
+            Ok(Event::Incoming(Packet::SubAck(a))) => Seen::SubAck(a.return_codes),
+            Ok(Event::Outgoing(rumqttc::Outgoing::Publish(pkid))) => Seen::OutgoingPublish(pkid),
+            Ok(Event::Incoming(Packet::Disconnect(d))) => Seen::Closed(format!("{d:?}")),
+            Ok(_) => continue,
+            Err(e) => {
+                let _ = tx.send(Seen::Closed(e.to_string()));
+                return;
+            }
+        };
+        if tx.send(seen).is_err() {
+            return;
+        }
+    }
+}
+
+/// Connects `user:device` with `password`; panics if refused.
+pub async fn connect(port: u16, user: &str, device: &str, password: &str) -> Mqtt {
+    connect_with(options(port, &format!("{user}:{device}"), user, password)).await.expect("connection accepted")
+}
+
+impl Mqtt {
+    async fn next_event(&mut self) -> Seen {
+        tokio::time::timeout(WAIT, self.events.recv()).await.expect("an MQTT event in time").expect("event loop alive")
+    }
+
+    /// Subscribes and returns the SUBACK code.
+    pub async fn subscribe(&mut self, filter: &str) -> SubscribeReasonCode {
+        self.client.subscribe(filter, QoS::AtLeastOnce).await.unwrap();
+        loop {
+            match self.next_event().await {
+                Seen::SubAck(codes) => return codes[0],
+                Seen::Publish { topic, payload } => self.pending.push((topic, payload)),
+                Seen::Closed(why) => panic!("connection closed while subscribing: {why}"),
+                _ => {}
+            }
+        }
+    }
+
+    /// Subscribes to `u/{me}/#` and this device's `d/…`, as every chat client does.
+    pub async fn subscribe_all(&mut self) {
+        let own = format!("u/{}/#", self.user);
+        let dev = format!("d/{}/{}", self.user, self.device);
+        assert!(matches!(self.subscribe(&own).await, SubscribeReasonCode::Success(_)));
+        assert!(matches!(self.subscribe(&dev).await, SubscribeReasonCode::Success(_)));
+    }
+
+    /// Publishes at QoS 1 and returns the PUBACK reason.
+    pub async fn publish(&mut self, topic: &str, payload: impl Into<Vec<u8>>) -> PubAckReason {
+        self.client.publish(topic, QoS::AtLeastOnce, false, payload.into()).await.unwrap();
+        loop {
+            match self.next_event().await {
+                Seen::PubAck { reason, .. } => return reason,
+                Seen::Publish { topic, payload } => self.pending.push((topic, payload)),
+                Seen::Closed(why) => panic!("connection closed while publishing: {why}"),
+                _ => {}
+            }
+        }
+    }
+
+    /// Sends a chat message and expects PUBACK success.
+    pub async fn send(&mut self, chat: &str, payload: Value) {
+        let r = self.publish(&format!("m/{chat}"), payload.to_string()).await;
+        assert_eq!(r, PubAckReason::Success, "send to {chat} refused");
+    }
+
+    /// The next publish on `topic`, as JSON (earlier ones on other topics are kept).
+    pub async fn recv(&mut self, topic: &str) -> Value {
+        let raw = self.recv_raw(topic).await;
+        serde_json::from_slice(&raw).unwrap_or_else(|e| panic!("JSON on {topic}: {e}"))
+    }
+
+    pub async fn recv_raw(&mut self, topic: &str) -> Vec<u8> {
+        if let Some(i) = self.pending.iter().position(|(t, _)| t == topic) {
+            return self.pending.remove(i).1;
+        }
+        loop {
+            match self.next_event().await {
+                Seen::Publish { topic: t, payload } if t == topic => return payload,
+                Seen::Publish { topic: t, payload } => self.pending.push((t, payload)),
+                Seen::Closed(why) => panic!("connection closed waiting on {topic}: {why}"),
+                _ => {}
+            }
+        }
+    }
+
+    /// Asserts nothing arrives on `topic` for `quiet`.
+    pub async fn nothing_on(&mut self, topic: &str, quiet: Duration) {
+        if let Some((_, p)) = self.pending.iter().find(|(t, _)| t == topic) {
+            panic!("unexpected on {topic}: {}", String::from_utf8_lossy(p));
+        }
+        let deadline = tokio::time::Instant::now() + quiet;
+        while let Ok(ev) = tokio::time::timeout_at(deadline, self.events.recv()).await {
+            match ev {
+                Some(Seen::Publish { topic: t, payload }) if t == topic => {
+                    panic!("unexpected on {topic}: {}", String::from_utf8_lossy(&payload))
+                }
+                Some(Seen::Publish { topic: t, payload }) => self.pending.push((t, payload)),
+                Some(_) => {}
+                None => return,
+            }
+        }
+    }
+
+    /// Sends request `method` with `params` and returns the answer (with its `ok` checked by the
+    /// caller).
+    pub async fn request(&mut self, method: &str, mut params: Value) -> Value {
+        self.next_request += 1;
+        let id = format!("r{}", self.next_request);
+        params["id"] = json!(id);
+        self.client.publish(format!("q/{method}"), QoS::AtLeastOnce, false, params.to_string()).await.unwrap();
+        let topic = format!("d/{}/{}", self.user, self.device);
+        loop {
+            let a = self.recv(&topic).await;
+            if a["id"] == json!(id) {
+                return a;
+            }
+        }
+    }
+
+    /// Every message after `after` via `sync`, following `more`.
+    pub async fn sync_all(&mut self, mut after: u64) -> Vec<Value> {
+        let mut all = Vec::new();
+        loop {
+            let a = self.request("sync", json!({"after": after, "limit": 500})).await;
+            assert_eq!(a["ok"], true, "{a}");
+            let msgs = a["messages"].as_array().unwrap().clone();
+            if let Some(last) = msgs.last() {
+                after = last["seq"].as_u64().unwrap();
+            }
+            all.extend(msgs);
+            if a["more"] != true {
+                return all;
+            }
+        }
+    }
+
+    /// Whether the connection is still up (a PINGREQ round trip via a harmless subscribe).
+    pub async fn still_connected(&mut self) -> bool {
+        let dev = format!("d/{}/{}", self.user, self.device);
+        matches!(self.subscribe(&dev).await, SubscribeReasonCode::Success(_))
+    }
+
+    pub fn try_event(&mut self) -> Option<Seen> {
+        self.events.try_recv().ok()
+    }
+
+    pub async fn event(&mut self) -> Seen {
+        self.next_event().await
+    }
+}
