@@ -208,6 +208,7 @@ pub fn http(method: &str, url: &str, bearer: Option<&str>, body: Option<Value>) 
 pub enum Seen {
     Publish { topic: String, payload: Vec<u8> },
     PubAck { pkid: u16, reason: PubAckReason },
+    PubComp(u16),
     SubAck(Vec<SubscribeReasonCode>),
     OutgoingPublish(u16),
     Closed(String),
@@ -263,6 +264,7 @@ async fn pump(mut el: EventLoop, tx: mpsc::UnboundedSender<Seen>) {
             },
             Ok(Event::Incoming(Packet::PubAck(a))) => Seen::PubAck { pkid: a.pkid, reason: a.reason },
             Ok(Event::Incoming(Packet::SubAck(a))) => Seen::SubAck(a.return_codes),
+            Ok(Event::Incoming(Packet::PubComp(c))) => Seen::PubComp(c.pkid),
             Ok(Event::Outgoing(rumqttc::Outgoing::Publish(pkid))) => Seen::OutgoingPublish(pkid),
             Ok(Event::Incoming(Packet::Disconnect(d))) => Seen::Closed(format!("{d:?}")),
             Ok(_) => continue,
@@ -310,10 +312,20 @@ impl Mqtt {
 
     /// Publishes at QoS 1 and returns the PUBACK reason.
     pub async fn publish(&mut self, topic: &str, payload: impl Into<Vec<u8>>) -> PubAckReason {
-        self.client.publish(topic, QoS::AtLeastOnce, false, payload.into()).await.unwrap();
+        self.publish_with(topic, QoS::AtLeastOnce, false, payload).await
+    }
+
+    /// Publishes and waits for the flow to finish: nothing for QoS 0, PUBACK (its reason) for
+    /// QoS 1, PUBCOMP for QoS 2.
+    pub async fn publish_with(&mut self, topic: &str, qos: QoS, retain: bool, payload: impl Into<Vec<u8>>) -> PubAckReason {
+        self.client.publish(topic, qos, retain, payload.into()).await.unwrap();
+        let mut mine = None;
         loop {
             match self.next_event().await {
-                Seen::PubAck { reason, .. } => return reason,
+                Seen::OutgoingPublish(_) if qos == QoS::AtMostOnce => return PubAckReason::Success,
+                Seen::OutgoingPublish(p) if mine.is_none() => mine = Some(p),
+                Seen::PubAck { pkid, reason } if Some(pkid) == mine && qos == QoS::AtLeastOnce => return reason,
+                Seen::PubComp(pkid) if Some(pkid) == mine => return PubAckReason::Success,
                 Seen::Publish { topic, payload } => self.pending.push((topic, payload)),
                 Seen::Closed(why) => panic!("connection closed while publishing: {why}"),
                 _ => {}
