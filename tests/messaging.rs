@@ -166,3 +166,22 @@ async fn websocket_clients_chat_too() {
     alice.send("u/bob", json!({"body": "over websocket"})).await;
     assert_eq!(bob.recv("u/bob/m").await["body"], "over websocket");
 }
+
+#[tokio::test]
+async fn a_sync_page_stops_before_it_outgrows_one_mqtt_packet() {
+    let s = server_with_alice_and_bob();
+    let mut alice = connect(s.mqtt, "alice", "phone", "alice-pw").await;
+    let big = "x".repeat(60_000);
+    for i in 0..10 {
+        alice.send("u/bob", json!({"cid": format!("big{i}"), "body": big})).await;
+    }
+    let mut bob = connect(s.mqtt, "bob", "phone", "bob-pw").await;
+    bob.subscribe_all().await;
+    let first = bob.request("sync", json!({"after": 0, "limit": 500})).await;
+    let n = first["messages"].as_array().unwrap().len();
+    assert!((1..10).contains(&n), "the first page holds some, not all ({n})");
+    assert_eq!(first["more"], true);
+    let all = bob.sync_all(0).await;
+    assert_eq!(all.len(), 10);
+    assert!(all.iter().all(|m| m["body"].as_str().unwrap().len() == 60_000));
+}

@@ -10,6 +10,25 @@ use crate::{Bridge, ChatError};
 pub const SYNC_MAX: usize = 500;
 /// Most messages one `history` returns.
 pub const HISTORY_MAX: usize = 200;
+/// Most bytes of messages one answer carries: a page stops early (with `more: true`) rather
+/// than outgrow what clients accept as one MQTT packet.
+pub const ANSWER_BYTES: usize = 256 * 1024;
+
+/// Serialises messages until the byte budget is spent (always at least one); `true` if it
+/// stopped early.
+fn page<'a>(msgs: impl Iterator<Item = MessageOut<'a>>) -> (Vec<Value>, bool) {
+    let mut out = Vec::new();
+    let mut bytes = 0;
+    for m in msgs {
+        let v = serde_json::to_value(m).unwrap_or_default();
+        bytes += v.to_string().len();
+        if bytes > ANSWER_BYTES && !out.is_empty() {
+            return (out, true);
+        }
+        out.push(v);
+    }
+    (out, false)
+}
 
 fn limit(params: &Map<String, Value>, default: usize, max: usize) -> Result<usize, ChatError> {
     match params.get("limit") {
@@ -67,14 +86,9 @@ impl Bridge {
         };
         let limit = limit(params, 100, SYNC_MAX)?;
         let (items, more) = self.store.sync(&client.user, after, limit).await?;
-        let messages: Vec<Value> = items
-            .iter()
-            .map(|i| {
-                serde_json::to_value(MessageOut::new(&i.message, &client.user, Some(i.seq)))
-                    .unwrap_or_default()
-            })
-            .collect();
-        Ok(obj(json!({"messages": messages, "more": more})))
+        let (messages, cut) =
+            page(items.iter().map(|i| MessageOut::new(&i.message, &client.user, Some(i.seq))));
+        Ok(obj(json!({"messages": messages, "more": more || cut})))
     }
 
     async fn history(
@@ -111,13 +125,8 @@ impl Bridge {
             .store
             .history(&chat.key(&client.user), before, limit)
             .await?;
-        let messages: Vec<Value> = msgs
-            .iter()
-            .map(|m| {
-                serde_json::to_value(MessageOut::new(m, &client.user, None)).unwrap_or_default()
-            })
-            .collect();
-        Ok(obj(json!({"messages": messages, "more": more})))
+        let (messages, cut) = page(msgs.iter().map(|m| MessageOut::new(m, &client.user, None)));
+        Ok(obj(json!({"messages": messages, "more": more || cut})))
     }
 
     async fn chats(&self, client: &Client) -> Result<Map<String, Value>, ChatError> {

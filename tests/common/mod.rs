@@ -229,6 +229,7 @@ pub fn options(port: u16, client_id: &str, user: &str, password: &str) -> MqttOp
     let mut o = MqttOptions::new(client_id, "127.0.0.1", port);
     o.set_credentials(user, password);
     o.set_keep_alive(Duration::from_secs(30));
+    o.set_max_packet_size(Some(1024 * 1024));
     o
 }
 
