@@ -61,21 +61,21 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn authorized(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
+fn authorized(state: &AppState, headers: &HeaderMap) -> bool {
     let given = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    if same(given.as_bytes(), state.admin_token.as_bytes()) {
-        Ok(())
-    } else {
-        Err(error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "admin token required",
-        ))
-    }
+    same(given.as_bytes(), state.admin_token.as_bytes())
+}
+
+fn unauthorized() -> Response {
+    error(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "admin token required",
+    )
 }
 
 #[derive(Deserialize)]
@@ -100,8 +100,8 @@ async fn token(State(s): State<AppState>, Json(req): Json<TokenRequest>) -> Resp
 }
 
 async fn list_users(State(s): State<AppState>, headers: HeaderMap) -> Response {
-    if let Err(r) = authorized(&s, &headers) {
-        return r;
+    if !authorized(&s, &headers) {
+        return unauthorized();
     }
     match s.bridge.store().users().await {
         Ok(list) => Json(json!({"users": list})).into_response(),
@@ -120,8 +120,8 @@ async fn add_user(
     headers: HeaderMap,
     Json(req): Json<NewUser>,
 ) -> Response {
-    if let Err(r) = authorized(&s, &headers) {
-        return r;
+    if !authorized(&s, &headers) {
+        return unauthorized();
     }
     match users::add(&**s.bridge.store(), &req.name, &req.password).await {
         Ok(id) => (StatusCode::CREATED, Json(json!({"name": id}))).into_response(),
@@ -140,8 +140,8 @@ async fn set_password(
     Path(name): Path<String>,
     Json(req): Json<NewPassword>,
 ) -> Response {
-    if let Err(r) = authorized(&s, &headers) {
-        return r;
+    if !authorized(&s, &headers) {
+        return unauthorized();
     }
     match users::passwd(&**s.bridge.store(), &name, &req.password).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
@@ -154,8 +154,8 @@ async fn remove_user(
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Response {
-    if let Err(r) = authorized(&s, &headers) {
-        return r;
+    if !authorized(&s, &headers) {
+        return unauthorized();
     }
     match users::remove(&**s.bridge.store(), &name).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),

@@ -11,14 +11,22 @@ use rumqttc::v5::mqttbytes::v5::ConnectReturnCode as V5;
 use serde_json::json;
 
 /// Connects over MQTT 3.1.1 and returns the CONNACK return code.
-async fn connack_v311(port: u16, client_id: &str, user: Option<&str>, password: &str) -> rumqttc::ConnectReturnCode {
+async fn connack_v311(
+    port: u16,
+    client_id: &str,
+    user: Option<&str>,
+    password: &str,
+) -> rumqttc::ConnectReturnCode {
     let mut o = rumqttc::MqttOptions::new(client_id, "127.0.0.1", port);
     if let Some(u) = user {
         o.set_credentials(u, password);
     }
     let (_client, mut el) = rumqttc::AsyncClient::new(o, 10);
     loop {
-        match tokio::time::timeout(WAIT, el.poll()).await.expect("CONNACK in time") {
+        match tokio::time::timeout(WAIT, el.poll())
+            .await
+            .expect("CONNACK in time")
+        {
             Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(a))) => return a.code,
             Ok(_) => continue,
             Err(rumqttc::ConnectionError::ConnectionRefused(code)) => return code,
@@ -35,11 +43,19 @@ async fn connack_v5(port: u16, client_id: &str, user: &str, password: &str) -> V
 }
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 fn hs256(key: &[u8], claims: serde_json::Value) -> String {
-    jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(key)).unwrap()
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(key),
+    )
+    .unwrap()
 }
 
 #[tokio::test]
@@ -50,33 +66,109 @@ async fn every_credential_case_gets_its_connack_code_in_both_mqtt_versions() {
     let alice_token = s.token("alice", "alice-pw");
     let bob_token = s.token("bob", "bob-pw");
     let key = std::fs::read(s.data_dir().join("token.key")).unwrap();
-    let expired = hs256(&key, json!({"sub": "alice", "iss": "natter", "iat": now() - 7200, "exp": now() - 3600}));
-    let forged = hs256(b"not-the-server-key-not-the-server-key", json!({"sub": "alice", "iss": "natter", "exp": now() + 3600}));
+    let expired = hs256(
+        &key,
+        json!({"sub": "alice", "iss": "natter", "iat": now() - 7200, "exp": now() - 3600}),
+    );
+    let forged = hs256(
+        b"not-the-server-key-not-the-server-key",
+        json!({"sub": "alice", "iss": "natter", "exp": now() + 3600}),
+    );
     let p = s.mqtt;
 
     use rumqttc::ConnectReturnCode as V3;
     let cases: Vec<(&str, &str, &str, V3, V5)> = vec![
-        ("good password", "alice:phone", "alice-pw", V3::Success, V5::Success),
-        ("good token", "alice:phone", &alice_token, V3::Success, V5::Success),
-        ("expired token", "alice:phone", &expired, V3::BadUserNamePassword, V5::BadUserNamePassword),
-        ("forged token", "alice:phone", &forged, V3::BadUserNamePassword, V5::BadUserNamePassword),
-        ("another user's token", "alice:phone", &bob_token, V3::BadUserNamePassword, V5::BadUserNamePassword),
-        ("wrong password", "alice:phone", "nope", V3::BadUserNamePassword, V5::BadUserNamePassword),
-        ("client id without device", "alice", "alice-pw", V3::NotAuthorized, V5::NotAuthorized),
-        ("client id with a bad device", "alice:ph/one", "alice-pw", V3::NotAuthorized, V5::NotAuthorized),
-        ("client id of another user", "bob:phone", "alice-pw", V3::NotAuthorized, V5::NotAuthorized),
+        (
+            "good password",
+            "alice:phone",
+            "alice-pw",
+            V3::Success,
+            V5::Success,
+        ),
+        (
+            "good token",
+            "alice:phone",
+            &alice_token,
+            V3::Success,
+            V5::Success,
+        ),
+        (
+            "expired token",
+            "alice:phone",
+            &expired,
+            V3::BadUserNamePassword,
+            V5::BadUserNamePassword,
+        ),
+        (
+            "forged token",
+            "alice:phone",
+            &forged,
+            V3::BadUserNamePassword,
+            V5::BadUserNamePassword,
+        ),
+        (
+            "another user's token",
+            "alice:phone",
+            &bob_token,
+            V3::BadUserNamePassword,
+            V5::BadUserNamePassword,
+        ),
+        (
+            "wrong password",
+            "alice:phone",
+            "nope",
+            V3::BadUserNamePassword,
+            V5::BadUserNamePassword,
+        ),
+        (
+            "client id without device",
+            "alice",
+            "alice-pw",
+            V3::NotAuthorized,
+            V5::NotAuthorized,
+        ),
+        (
+            "client id with a bad device",
+            "alice:ph/one",
+            "alice-pw",
+            V3::NotAuthorized,
+            V5::NotAuthorized,
+        ),
+        (
+            "client id of another user",
+            "bob:phone",
+            "alice-pw",
+            V3::NotAuthorized,
+            V5::NotAuthorized,
+        ),
     ];
     for (what, client_id, password, v3, v5) in &cases {
-        assert_eq!(connack_v311(p, client_id, Some("alice"), password).await, *v3, "3.1.1: {what}");
-        assert_eq!(connack_v5(p, client_id, "alice", password).await, *v5, "5.0: {what}");
+        assert_eq!(
+            connack_v311(p, client_id, Some("alice"), password).await,
+            *v3,
+            "3.1.1: {what}"
+        );
+        assert_eq!(
+            connack_v5(p, client_id, "alice", password).await,
+            *v5,
+            "5.0: {what}"
+        );
     }
     assert_eq!(
         connack_v311(p, "mallory:phone", Some("mallory"), "pw").await,
         V3::BadUserNamePassword,
         "3.1.1: unknown user"
     );
-    assert_eq!(connack_v5(p, "mallory:phone", "mallory", "pw").await, V5::BadUserNamePassword, "5.0: unknown user");
-    assert_eq!(connack_v311(p, "alice:phone", None, "").await, V3::NotAuthorized, "3.1.1: no username");
+    assert_eq!(
+        connack_v5(p, "mallory:phone", "mallory", "pw").await,
+        V5::BadUserNamePassword,
+        "5.0: unknown user"
+    );
+    assert_eq!(
+        connack_v311(p, "alice:phone", None, "").await,
+        V3::NotAuthorized,
+        "3.1.1: no username"
+    );
 }
 
 #[tokio::test]
@@ -84,23 +176,43 @@ async fn a_token_stops_working_once_its_user_is_removed() {
     let s = Server::start();
     s.add_user("alice", "alice-pw");
     let token = s.token("alice", "alice-pw");
-    assert_eq!(connack_v5(s.mqtt, "alice:phone", "alice", &token).await, V5::Success);
+    assert_eq!(
+        connack_v5(s.mqtt, "alice:phone", "alice", &token).await,
+        V5::Success
+    );
     let (ok, _, err) = s.cli(&["user", "remove", "alice"], "");
     assert!(ok, "{err}");
-    assert_eq!(connack_v5(s.mqtt, "alice:phone", "alice", &token).await, V5::BadUserNamePassword);
+    assert_eq!(
+        connack_v5(s.mqtt, "alice:phone", "alice", &token).await,
+        V5::BadUserNamePassword
+    );
 }
 
 #[tokio::test]
 async fn the_token_endpoint_refuses_wrong_passwords() {
     let s = Server::start();
     s.add_user("alice", "alice-pw");
-    let (status, body) = http("POST", &s.http_url("/v1/token"), None, Some(json!({"user": "alice", "password": "x"})));
+    let (status, body) = http(
+        "POST",
+        &s.http_url("/v1/token"),
+        None,
+        Some(json!({"user": "alice", "password": "x"})),
+    );
     assert_eq!(status, 401);
     assert_eq!(body["error"]["code"], "bad_credentials");
-    let (status, _) = http("POST", &s.http_url("/v1/token"), None, Some(json!({"user": "nobody", "password": "x"})));
+    let (status, _) = http(
+        "POST",
+        &s.http_url("/v1/token"),
+        None,
+        Some(json!({"user": "nobody", "password": "x"})),
+    );
     assert_eq!(status, 401);
-    let (status, body) =
-        http("POST", &s.http_url("/v1/token"), None, Some(json!({"user": "alice", "password": "alice-pw"})));
+    let (status, body) = http(
+        "POST",
+        &s.http_url("/v1/token"),
+        None,
+        Some(json!({"user": "alice", "password": "alice-pw"})),
+    );
     assert_eq!(status, 200);
     assert!(body["expires"].as_u64().unwrap() > now() + 3600);
 }
@@ -111,13 +223,26 @@ async fn tokens_from_a_trusted_issuer_are_accepted_and_others_are_not() {
     let private = keys.path().join("issuer.pem");
     let public = keys.path().join("issuer.pub.pem");
     let ok = Command::new("openssl")
-        .args(["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out"])
+        .args([
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+        ])
         .arg(&private)
         .status()
         .unwrap()
         .success();
     assert!(ok, "openssl genpkey");
-    let ok = Command::new("openssl").args(["pkey", "-pubout", "-in"]).arg(&private).arg("-out").arg(&public).status().unwrap();
+    let ok = Command::new("openssl")
+        .args(["pkey", "-pubout", "-in"])
+        .arg(&private)
+        .arg("-out")
+        .arg(&public)
+        .status()
+        .unwrap();
     assert!(ok.success(), "openssl pkey -pubout");
     let s = Server::start_with(&format!(
         "[[auth.trusted_issuers]]\nissuer = \"https://id.example\"\nalgorithm = \"ES256\"\npublic_key_file = {:?}\naudience = \"natter\"\n",
@@ -125,14 +250,35 @@ async fn tokens_from_a_trusted_issuer_are_accepted_and_others_are_not() {
     ));
     s.add_user("alice", "alice-pw");
     let key = EncodingKey::from_ec_pem(&std::fs::read(&private).unwrap()).unwrap();
-    let sign = |claims: serde_json::Value| jsonwebtoken::encode(&Header::new(Algorithm::ES256), &claims, &key).unwrap();
-    let good = sign(json!({"sub": "alice", "iss": "https://id.example", "aud": "natter", "exp": now() + 600}));
-    let wrong_aud = sign(json!({"sub": "alice", "iss": "https://id.example", "aud": "other", "exp": now() + 600}));
-    let wrong_iss = sign(json!({"sub": "alice", "iss": "https://evil.example", "aud": "natter", "exp": now() + 600}));
-    let expired = sign(json!({"sub": "alice", "iss": "https://id.example", "aud": "natter", "exp": now() - 3600}));
-    assert_eq!(connack_v5(s.mqtt, "alice:phone", "alice", &good).await, V5::Success);
-    for (what, t) in [("audience", &wrong_aud), ("issuer", &wrong_iss), ("expired", &expired)] {
-        assert_eq!(connack_v5(s.mqtt, "alice:phone", "alice", t).await, V5::BadUserNamePassword, "{what}");
+    let sign = |claims: serde_json::Value| {
+        jsonwebtoken::encode(&Header::new(Algorithm::ES256), &claims, &key).unwrap()
+    };
+    let good = sign(
+        json!({"sub": "alice", "iss": "https://id.example", "aud": "natter", "exp": now() + 600}),
+    );
+    let wrong_aud = sign(
+        json!({"sub": "alice", "iss": "https://id.example", "aud": "other", "exp": now() + 600}),
+    );
+    let wrong_iss = sign(
+        json!({"sub": "alice", "iss": "https://evil.example", "aud": "natter", "exp": now() + 600}),
+    );
+    let expired = sign(
+        json!({"sub": "alice", "iss": "https://id.example", "aud": "natter", "exp": now() - 3600}),
+    );
+    assert_eq!(
+        connack_v5(s.mqtt, "alice:phone", "alice", &good).await,
+        V5::Success
+    );
+    for (what, t) in [
+        ("audience", &wrong_aud),
+        ("issuer", &wrong_iss),
+        ("expired", &expired),
+    ] {
+        assert_eq!(
+            connack_v5(s.mqtt, "alice:phone", "alice", t).await,
+            V5::BadUserNamePassword,
+            "{what}"
+        );
     }
 }
 
@@ -145,7 +291,10 @@ async fn a_second_connection_with_the_same_client_id_takes_over_and_other_device
     let _second = common::connect(s.mqtt, "alice", "phone", "alice-pw").await;
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        match tokio::time::timeout_at(deadline, first.event()).await.expect("the first connection is closed") {
+        match tokio::time::timeout_at(deadline, first.event())
+            .await
+            .expect("the first connection is closed")
+        {
             common::Seen::Closed(_) => break,
             _ => continue,
         }

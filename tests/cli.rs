@@ -9,7 +9,13 @@ use common::{http, run_cli, Server};
 use serde_json::json;
 
 fn token_status(s: &Server, user: &str, password: &str) -> u16 {
-    http("POST", &s.http_url("/v1/token"), None, Some(json!({"user": user, "password": password}))).0
+    http(
+        "POST",
+        &s.http_url("/v1/token"),
+        None,
+        Some(json!({"user": user, "password": password})),
+    )
+    .0
 }
 
 #[tokio::test]
@@ -18,13 +24,20 @@ async fn user_commands_work_while_the_server_runs() {
     let (ok, out, err) = s.cli(&["user", "add", "carol", "--password-stdin"], "first-pw\n");
     assert!(ok, "{err}");
     assert!(out.contains("carol"), "{out}");
-    assert_eq!(token_status(&s, "carol", "first-pw"), 200, "the running server knows carol at once");
+    assert_eq!(
+        token_status(&s, "carol", "first-pw"),
+        200,
+        "the running server knows carol at once"
+    );
 
     let (ok, _, err) = s.cli(&["user", "add", "carol", "--password-stdin"], "again\n");
     assert!(!ok);
     assert!(err.contains("already exists"), "{err}");
 
-    let (ok, _, err) = s.cli(&["user", "passwd", "carol", "--password-stdin"], "second-pw\n");
+    let (ok, _, err) = s.cli(
+        &["user", "passwd", "carol", "--password-stdin"],
+        "second-pw\n",
+    );
     assert!(ok, "{err}");
     assert_eq!(token_status(&s, "carol", "first-pw"), 401);
     assert_eq!(token_status(&s, "carol", "second-pw"), 200);
@@ -70,7 +83,12 @@ async fn the_admin_api_wants_the_admin_token() {
     assert_eq!(status, 401);
     let (status, _) = http("GET", &s.http_url("/v1/admin/users"), Some("wrong"), None);
     assert_eq!(status, 401);
-    let (status, body) = http("GET", &s.http_url("/v1/admin/users"), Some(common::ADMIN_TOKEN), None);
+    let (status, body) = http(
+        "GET",
+        &s.http_url("/v1/admin/users"),
+        Some(common::ADMIN_TOKEN),
+        None,
+    );
     assert_eq!(status, 200);
     assert_eq!(body["users"], json!([]));
 }
@@ -91,13 +109,28 @@ fn a_bad_config_stops_start_up_naming_key_value_and_expectation() {
     let err = serve_fails("data_dir = \"DATA\"\n[mqtt]\ntcpp = \"127.0.0.1:1\"\n");
     assert!(err.contains("tcpp"), "unknown key: {err}");
     let err = serve_fails("data_dir = \"DATA\"\n[mqtt]\nmax_connections = \"lots\"\n");
-    assert!(err.contains("mqtt.max_connections") && err.contains("lots"), "wrong type: {err}");
+    assert!(
+        err.contains("mqtt.max_connections") && err.contains("lots"),
+        "wrong type: {err}"
+    );
     let err = serve_fails("data_dir = \"DATA\"\n[http]\nlisten = \"eight-thousand\"\n");
-    assert!(err.contains("http.listen") && err.contains("eight-thousand") && err.contains("socket address"), "{err}");
+    assert!(
+        err.contains("http.listen")
+            && err.contains("eight-thousand")
+            && err.contains("socket address"),
+        "{err}"
+    );
     let err = serve_fails("data_dir = \"DATA\"\n[limits]\nmax_message_bytes = 0\n");
-    assert!(err.contains("limits.max_message_bytes") && err.contains("between"), "{err}");
+    assert!(
+        err.contains("limits.max_message_bytes") && err.contains("between"),
+        "{err}"
+    );
     let err = serve_fails("data_dir = \"DATA\"\n[[auth.trusted_issuers]]\nissuer = \"x\"\nalgorithm = \"RS256\"\npublic_key_file = \"/nonexistent/key.pem\"\n");
-    assert!(err.contains("auth.trusted_issuers[0].public_key_file") && err.contains("/nonexistent/key.pem"), "{err}");
+    assert!(
+        err.contains("auth.trusted_issuers[0].public_key_file")
+            && err.contains("/nonexistent/key.pem"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -119,7 +152,15 @@ fn a_port_in_use_is_named_with_its_key() {
         "data_dir = \"DATA\"\n[mqtt]\ntcp = \"127.0.0.1:{port}\"\nws = \"\"\n[http]\nlisten = \"127.0.0.1:{}\"\n",
         common::free_port()
     ));
-    assert!(err.contains("mqtt.tcp") && err.contains(&port.to_string()), "{err}");
-    let err = serve_fails(&format!("data_dir = \"DATA\"\n[http]\nlisten = \"127.0.0.1:{port}\"\n"));
-    assert!(err.contains("http.listen") && err.contains(&port.to_string()), "{err}");
+    assert!(
+        err.contains("mqtt.tcp") && err.contains(&port.to_string()),
+        "{err}"
+    );
+    let err = serve_fails(&format!(
+        "data_dir = \"DATA\"\n[http]\nlisten = \"127.0.0.1:{port}\"\n"
+    ));
+    assert!(
+        err.contains("http.listen") && err.contains(&port.to_string()),
+        "{err}"
+    );
 }

@@ -20,11 +20,16 @@ async fn every_message_acked_before_kill_9_is_in_bobs_sync_exactly_once() {
     s.add_user("alice", "pw");
     s.add_user("bob", "pw");
 
-    let (client, mut el) = AsyncClient::new(options(s.mqtt, "alice:phone", "alice", "pw"), TOTAL + 10);
+    let (client, mut el) =
+        AsyncClient::new(options(s.mqtt, "alice:phone", "alice", "pw"), TOTAL + 10);
     let sender = tokio::spawn(async move {
         for i in 0..TOTAL {
             let body = json!({"cid": format!("k{i}"), "body": format!("message {i}")}).to_string();
-            if client.publish("m/u/bob", QoS::AtLeastOnce, false, body).await.is_err() {
+            if client
+                .publish("m/u/bob", QoS::AtLeastOnce, false, body)
+                .await
+                .is_err()
+            {
                 break;
             }
         }
@@ -37,13 +42,18 @@ async fn every_message_acked_before_kill_9_is_in_bobs_sync_exactly_once() {
     let mut acked: HashSet<usize> = HashSet::new();
     let kill_after = 300;
     loop {
-        match tokio::time::timeout(WAIT, el.poll()).await.expect("progress") {
+        match tokio::time::timeout(WAIT, el.poll())
+            .await
+            .expect("progress")
+        {
             Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
                 in_flight.insert(pkid, sent);
                 sent += 1;
             }
             Ok(Event::Incoming(Packet::PubAck(a))) => {
-                let n = in_flight.remove(&a.pkid).expect("a PUBACK for a message in flight");
+                let n = in_flight
+                    .remove(&a.pkid)
+                    .expect("a PUBACK for a message in flight");
                 acked.insert(n);
                 if acked.len() == kill_after {
                     s.kill9();
@@ -55,7 +65,10 @@ async fn every_message_acked_before_kill_9_is_in_bobs_sync_exactly_once() {
     }
     sender.abort();
     assert!(acked.len() >= kill_after, "natter was killed mid-burst");
-    assert!(sent > acked.len(), "some messages were still in flight at the kill (sent {sent})");
+    assert!(
+        sent > acked.len(),
+        "some messages were still in flight at the kill (sent {sent})"
+    );
 
     s.restart();
     let mut bob = connect(s.mqtt, "bob", "phone", "pw").await;
@@ -63,16 +76,25 @@ async fn every_message_acked_before_kill_9_is_in_bobs_sync_exactly_once() {
     let inbox = bob.sync_all(0).await;
     let mut seen = HashSet::new();
     for (i, m) in inbox.iter().enumerate() {
-        assert_eq!(m["seq"].as_u64().unwrap(), i as u64 + 1, "seqs are gap-free");
+        assert_eq!(
+            m["seq"].as_u64().unwrap(),
+            i as u64 + 1,
+            "seqs are gap-free"
+        );
         let cid = m["cid"].as_str().unwrap().to_owned();
         assert!(seen.insert(cid.clone()), "{cid} delivered twice");
     }
     for n in &acked {
-        assert!(seen.contains(&format!("k{n}")), "message {n} got a PUBACK but was lost");
+        assert!(
+            seen.contains(&format!("k{n}")),
+            "message {n} got a PUBACK but was lost"
+        );
     }
     // The inbox goes on where it stopped.
     let mut alice = connect(s.mqtt, "alice", "phone", "pw").await;
-    alice.send("u/bob", json!({"cid": "after", "body": "after restart"})).await;
+    alice
+        .send("u/bob", json!({"cid": "after", "body": "after restart"}))
+        .await;
     let m = bob.recv("u/bob/m").await;
     assert_eq!(m["seq"].as_u64().unwrap(), inbox.len() as u64 + 1);
 }

@@ -22,7 +22,12 @@ async fn bob_receives_what_alice_sent_and_alice_gets_a_sent_receipt() {
     let mut alice = connect(s.mqtt, "alice", "phone", "alice-pw").await;
     alice.subscribe_all().await;
 
-    alice.send("u/bob", json!({"cid": "c-1", "type": "text", "body": "hi bob"})).await;
+    alice
+        .send(
+            "u/bob",
+            json!({"cid": "c-1", "type": "text", "body": "hi bob"}),
+        )
+        .await;
 
     let m = bob.recv("u/bob/m").await;
     assert_eq!(m["body"], "hi bob");
@@ -45,7 +50,12 @@ async fn bob_gets_what_alice_sent_while_he_was_offline_by_sync() {
     let s = server_with_alice_and_bob();
     let mut alice = connect(s.mqtt, "alice", "phone", "alice-pw").await;
     for i in 0..3 {
-        alice.send("u/bob", json!({"cid": format!("c{i}"), "body": format!("msg {i}")})).await;
+        alice
+            .send(
+                "u/bob",
+                json!({"cid": format!("c{i}"), "body": format!("msg {i}")}),
+            )
+            .await;
     }
     let mut bob = connect(s.mqtt, "bob", "phone", "bob-pw").await;
     bob.subscribe_all().await;
@@ -71,7 +81,9 @@ async fn both_of_bobs_devices_get_the_message_and_alices_other_device_gets_her_c
     alice_tablet.subscribe_all().await;
     let mut alice_phone = connect(s.mqtt, "alice", "phone", "alice-pw").await;
 
-    alice_phone.send("u/bob", json!({"cid": "x", "body": "to all devices"})).await;
+    alice_phone
+        .send("u/bob", json!({"cid": "x", "body": "to all devices"}))
+        .await;
 
     for bob in [&mut bob_phone, &mut bob_laptop] {
         let m = bob.recv("u/bob/m").await;
@@ -93,11 +105,18 @@ async fn a_resend_with_the_same_cid_is_delivered_once_and_keeps_its_id() {
     let mut alice = connect(s.mqtt, "alice", "phone", "alice-pw").await;
     alice.subscribe_all().await;
 
-    alice.send("u/bob", json!({"cid": "dup", "body": "once"})).await;
+    alice
+        .send("u/bob", json!({"cid": "dup", "body": "once"}))
+        .await;
     let first = alice.recv("u/alice/r").await;
-    alice.send("u/bob", json!({"cid": "dup", "body": "once"})).await;
+    alice
+        .send("u/bob", json!({"cid": "dup", "body": "once"}))
+        .await;
     let second = alice.recv("u/alice/r").await;
-    assert_eq!(first["id"], second["id"], "the resend names the first message");
+    assert_eq!(
+        first["id"], second["id"],
+        "the resend names the first message"
+    );
 
     let m = bob.recv("u/bob/m").await;
     assert_eq!(m["body"], "once");
@@ -132,14 +151,31 @@ async fn history_pages_newest_first_and_chats_list_unread_counts() {
     }
     carol.send("u/alice", json!({"body": "from carol"})).await;
 
-    let page = alice.request("history", json!({"chat": "u/bob", "limit": 3})).await;
+    let page = alice
+        .request("history", json!({"chat": "u/bob", "limit": 3}))
+        .await;
     assert_eq!(page["ok"], true, "{page}");
-    let bodies: Vec<_> = page["messages"].as_array().unwrap().iter().map(|m| m["body"].as_str().unwrap()).collect();
+    let bodies: Vec<_> = page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["body"].as_str().unwrap())
+        .collect();
     assert_eq!(bodies, ["b4", "b3", "b2"]);
     assert_eq!(page["more"], true);
     let before = page["messages"][2]["id"].clone();
-    let older = alice.request("history", json!({"chat": "u/bob", "before": before, "limit": 3})).await;
-    let bodies: Vec<_> = older["messages"].as_array().unwrap().iter().map(|m| m["body"].as_str().unwrap()).collect();
+    let older = alice
+        .request(
+            "history",
+            json!({"chat": "u/bob", "before": before, "limit": 3}),
+        )
+        .await;
+    let bodies: Vec<_> = older["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["body"].as_str().unwrap())
+        .collect();
     assert_eq!(bodies, ["b1", "b0"]);
     assert_eq!(older["more"], false);
 
@@ -159,10 +195,13 @@ async fn websocket_clients_chat_too() {
     let s = server_with_alice_and_bob();
     let mut bob = connect(s.mqtt, "bob", "phone", "bob-pw").await;
     bob.subscribe_all().await;
-    let mut o = rumqttc::v5::MqttOptions::new("alice:web", format!("ws://127.0.0.1:{}/mqtt", s.ws), s.ws);
+    let mut o =
+        rumqttc::v5::MqttOptions::new("alice:web", format!("ws://127.0.0.1:{}/mqtt", s.ws), s.ws);
     o.set_transport(rumqttc::Transport::Ws);
     o.set_credentials("alice", "alice-pw");
-    let mut alice = common::connect_with(o).await.expect("websocket CONNECT accepted");
+    let mut alice = common::connect_with(o)
+        .await
+        .expect("websocket CONNECT accepted");
     alice.send("u/bob", json!({"body": "over websocket"})).await;
     assert_eq!(bob.recv("u/bob/m").await["body"], "over websocket");
 }
@@ -173,15 +212,22 @@ async fn a_sync_page_stops_before_it_outgrows_one_mqtt_packet() {
     let mut alice = connect(s.mqtt, "alice", "phone", "alice-pw").await;
     let big = "x".repeat(60_000);
     for i in 0..10 {
-        alice.send("u/bob", json!({"cid": format!("big{i}"), "body": big})).await;
+        alice
+            .send("u/bob", json!({"cid": format!("big{i}"), "body": big}))
+            .await;
     }
     let mut bob = connect(s.mqtt, "bob", "phone", "bob-pw").await;
     bob.subscribe_all().await;
     let first = bob.request("sync", json!({"after": 0, "limit": 500})).await;
     let n = first["messages"].as_array().unwrap().len();
-    assert!((1..10).contains(&n), "the first page holds some, not all ({n})");
+    assert!(
+        (1..10).contains(&n),
+        "the first page holds some, not all ({n})"
+    );
     assert_eq!(first["more"], true);
     let all = bob.sync_all(0).await;
     assert_eq!(all.len(), 10);
-    assert!(all.iter().all(|m| m["body"].as_str().unwrap().len() == 60_000));
+    assert!(all
+        .iter()
+        .all(|m| m["body"].as_str().unwrap().len() == 60_000));
 }

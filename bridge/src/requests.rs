@@ -86,8 +86,11 @@ impl Bridge {
         };
         let limit = limit(params, 100, SYNC_MAX)?;
         let (items, more) = self.store.sync(&client.user, after, limit).await?;
-        let (messages, cut) =
-            page(items.iter().map(|i| MessageOut::new(&i.message, &client.user, Some(i.seq))));
+        let (messages, cut) = page(
+            items
+                .iter()
+                .map(|i| MessageOut::new(&i.message, &client.user, Some(i.seq))),
+        );
         Ok(obj(json!({"messages": messages, "more": more || cut})))
     }
 

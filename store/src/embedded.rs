@@ -5,9 +5,9 @@
 //! many sends share one fsync; alone, a send waits for just its own. Being the only writer of
 //! messages is also what makes each user's inbox seq gap-free without locks.
 
-use std::path::Path;
-use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use natter_types::{ChatKey, MsgId, Seq, UserId};
@@ -79,8 +79,57 @@ struct Job {
 
 /// The redb-backed [`crate::Store`].
 pub struct EmbeddedStore {
-    db: Arc<Database>,
+    db: Arc<Handle>,
     writer: mpsc::Sender<Job>,
+}
+
+/// The open database, which can be closed and opened again.
+///
+/// After an I/O error (a full disk, say) redb refuses every later write until the database is
+/// re-opened, so the writer re-opens it; meanwhile calls fail with a storage error instead of
+/// waiting.
+struct Handle {
+    path: PathBuf,
+    db: RwLock<Option<Arc<Database>>>,
+}
+
+impl Handle {
+    fn get(&self) -> Result<Arc<Database>> {
+        let guard = self.db.read().unwrap_or_else(|e| e.into_inner());
+        guard
+            .clone()
+            .ok_or_else(|| StoreError::Storage("the store is re-opening after an I/O error".into()))
+    }
+
+    /// Closes the database (once the reads in progress let go of it) and opens it again.
+    fn reopen(&self) -> Result<()> {
+        let old = self.db.write().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(mut db) = old {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                match Arc::try_unwrap(db) {
+                    Ok(db) => {
+                        drop(db);
+                        break;
+                    }
+                    Err(still_shared) if Instant::now() < deadline => {
+                        db = still_shared;
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    Err(still_shared) => {
+                        *self.db.write().unwrap_or_else(|e| e.into_inner()) = Some(still_shared);
+                        return Err(StoreError::Storage(
+                            "reads kept the store busy; not re-opened".into(),
+                        ));
+                    }
+                }
+            }
+        }
+        let db = Database::create(&self.path).map_err(storage)?;
+        *self.db.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(db));
+        tracing::warn!(path = %self.path.display(), "store re-opened after an I/O error");
+        Ok(())
+    }
 }
 
 fn storage<E: std::fmt::Display>(e: E) -> StoreError {
@@ -112,7 +161,10 @@ impl EmbeddedStore {
             txn.open_table(CHATS).map_err(storage)?;
         }
         txn.commit().map_err(storage)?;
-        let db = Arc::new(db);
+        let db = Arc::new(Handle {
+            path: path.to_owned(),
+            db: RwLock::new(Some(Arc::new(db))),
+        });
         let (tx, rx) = mpsc::channel(opts.max_queue.max(1));
         let writer_db = db.clone();
         std::thread::Builder::new()
@@ -131,7 +183,7 @@ impl EmbeddedStore {
     {
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || {
-            let txn = db.begin_read().map_err(storage)?;
+            let txn = db.get()?.begin_read().map_err(storage)?;
             f(&txn)
         })
         .await
@@ -147,7 +199,7 @@ impl EmbeddedStore {
     {
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || {
-            let txn = db.begin_write().map_err(storage)?;
+            let txn = db.get()?.begin_write().map_err(storage)?;
             let out = f(&txn)?;
             txn.commit().map_err(storage)?;
             Ok(out)
@@ -157,7 +209,7 @@ impl EmbeddedStore {
     }
 }
 
-fn writer_loop(db: Arc<Database>, mut rx: mpsc::Receiver<Job>, opts: EmbeddedOptions) {
+fn writer_loop(db: Arc<Handle>, mut rx: mpsc::Receiver<Job>, opts: EmbeddedOptions) {
     let mut last_id: u128 = 0;
     while let Some(first) = rx.blocking_recv() {
         let mut batch = vec![first];
@@ -168,7 +220,10 @@ fn writer_loop(db: Arc<Database>, mut rx: mpsc::Receiver<Job>, opts: EmbeddedOpt
             }
         }
         let msgs: Vec<&NewMessage> = batch.iter().map(|j| &j.msg).collect();
-        match write_batch(&db, &msgs, &mut last_id, opts.dedup_ms) {
+        let result = db
+            .get()
+            .and_then(|d| write_batch(&d, &msgs, &mut last_id, opts.dedup_ms));
+        match result {
             Ok(results) => {
                 for (job, r) in batch.into_iter().zip(results) {
                     let _ = job.reply.send(Ok(r));
@@ -178,6 +233,11 @@ fn writer_loop(db: Arc<Database>, mut rx: mpsc::Receiver<Job>, opts: EmbeddedOpt
                 tracing::error!(error = %e, sends = batch.len(), "store commit failed; sends refused");
                 for job in batch {
                     let _ = job.reply.send(Err(e.clone()));
+                }
+                if let StoreError::Storage(_) = e {
+                    if let Err(e) = db.reopen() {
+                        tracing::error!(error = %e, "store could not be re-opened; will retry");
+                    }
                 }
             }
         }
@@ -480,7 +540,7 @@ impl crate::Store for EmbeddedStore {
                     unread: state.unread,
                 });
             }
-            out.sort_by(|a, b| b.last.id.cmp(&a.last.id));
+            out.sort_by_key(|c| std::cmp::Reverse(c.last.id));
             Ok(out)
         })
         .await

@@ -19,12 +19,17 @@ pub const WAIT: Duration = Duration::from_secs(10);
 pub const ADMIN_TOKEN: &str = "test-admin-token";
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A natter process. Killed when dropped; its log is printed if the test failed.
 pub struct Server {
     pub dir: tempfile::TempDir,
+    pub data: Option<PathBuf>,
     pub mqtt: u16,
     pub ws: u16,
     pub http: u16,
@@ -40,7 +45,31 @@ impl Server {
     /// Starts natter with `extra` TOML appended to the test config.
     pub fn start_with(extra: &str) -> Server {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = Server { dir, mqtt: free_port(), ws: free_port(), http: free_port(), extra: extra.into(), child: None };
+        let mut s = Server {
+            dir,
+            data: None,
+            mqtt: free_port(),
+            ws: free_port(),
+            http: free_port(),
+            extra: extra.into(),
+            child: None,
+        };
+        s.spawn();
+        s
+    }
+
+    /// Starts natter with its data directory at `data` (e.g. on a small disk).
+    pub fn start_on_data_dir(data: &Path) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Server {
+            dir,
+            data: Some(data.to_owned()),
+            mqtt: free_port(),
+            ws: free_port(),
+            http: free_port(),
+            extra: String::new(),
+            child: None,
+        };
         s.spawn();
         s
     }
@@ -54,7 +83,9 @@ impl Server {
     }
 
     pub fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
+        self.data
+            .clone()
+            .unwrap_or_else(|| self.dir.path().join("data"))
     }
 
     fn write_config(&self) {
@@ -72,7 +103,11 @@ impl Server {
 
     fn spawn(&mut self) {
         self.write_config();
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_natter"))
             .args(["serve", "--config"])
             .arg(self.config_path())
@@ -95,7 +130,11 @@ impl Server {
             if up(self.mqtt) && up(self.http) && up(self.ws) {
                 return;
             }
-            assert!(Instant::now() < deadline, "natter did not start:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "natter did not start:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(25));
         }
     }
@@ -135,8 +174,12 @@ impl Server {
 
     /// A token for `user` from `POST /v1/token`.
     pub fn token(&self, user: &str, password: &str) -> String {
-        let (status, body) =
-            http("POST", &self.http_url("/v1/token"), None, Some(json!({"user": user, "password": password})));
+        let (status, body) = http(
+            "POST",
+            &self.http_url("/v1/token"),
+            None,
+            Some(json!({"user": user, "password": password})),
+        );
         assert_eq!(status, 200, "{body}");
         body["token"].as_str().unwrap().to_owned()
     }
@@ -167,9 +210,18 @@ pub fn run_cli(config: &Path, args: &[&str], stdin: &str) -> (bool, String, Stri
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 /// A blocking HTTP call; returns the status and the JSON body (Null if none).
@@ -238,7 +290,10 @@ pub async fn connect_with(opts: MqttOptions) -> Result<Mqtt, ConnectReturnCode> 
     let client_id = opts.client_id();
     let (client, mut el) = AsyncClient::new(opts, 1000);
     loop {
-        match tokio::time::timeout(WAIT, el.poll()).await.expect("CONNACK in time") {
+        match tokio::time::timeout(WAIT, el.poll())
+            .await
+            .expect("CONNACK in time")
+        {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 if ack.code == ConnectReturnCode::Success {
                     break;
@@ -252,8 +307,18 @@ pub async fn connect_with(opts: MqttOptions) -> Result<Mqtt, ConnectReturnCode> 
     }
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(pump(el, tx));
-    let (user, device) = client_id.split_once(':').map(|(u, d)| (u.to_owned(), d.to_owned())).unwrap_or_default();
-    Ok(Mqtt { client, user, device, events: rx, pending: Vec::new(), next_request: 0 })
+    let (user, device) = client_id
+        .split_once(':')
+        .map(|(u, d)| (u.to_owned(), d.to_owned()))
+        .unwrap_or_default();
+    Ok(Mqtt {
+        client,
+        user,
+        device,
+        events: rx,
+        pending: Vec::new(),
+        next_request: 0,
+    })
 }
 
 async fn pump(mut el: EventLoop, tx: mpsc::UnboundedSender<Seen>) {
@@ -263,7 +328,10 @@ async fn pump(mut el: EventLoop, tx: mpsc::UnboundedSender<Seen>) {
                 topic: String::from_utf8_lossy(&p.topic).into_owned(),
                 payload: p.payload.to_vec(),
             },
-            Ok(Event::Incoming(Packet::PubAck(a))) => Seen::PubAck { pkid: a.pkid, reason: a.reason },
+            Ok(Event::Incoming(Packet::PubAck(a))) => Seen::PubAck {
+                pkid: a.pkid,
+                reason: a.reason,
+            },
             Ok(Event::Incoming(Packet::SubAck(a))) => Seen::SubAck(a.return_codes),
             Ok(Event::Incoming(Packet::PubComp(c))) => Seen::PubComp(c.pkid),
             Ok(Event::Outgoing(rumqttc::Outgoing::Publish(pkid))) => Seen::OutgoingPublish(pkid),
@@ -282,17 +350,25 @@ async fn pump(mut el: EventLoop, tx: mpsc::UnboundedSender<Seen>) {
 
 /// Connects `user:device` with `password`; panics if refused.
 pub async fn connect(port: u16, user: &str, device: &str, password: &str) -> Mqtt {
-    connect_with(options(port, &format!("{user}:{device}"), user, password)).await.expect("connection accepted")
+    connect_with(options(port, &format!("{user}:{device}"), user, password))
+        .await
+        .expect("connection accepted")
 }
 
 impl Mqtt {
     async fn next_event(&mut self) -> Seen {
-        tokio::time::timeout(WAIT, self.events.recv()).await.expect("an MQTT event in time").expect("event loop alive")
+        tokio::time::timeout(WAIT, self.events.recv())
+            .await
+            .expect("an MQTT event in time")
+            .expect("event loop alive")
     }
 
     /// Subscribes and returns the SUBACK code.
     pub async fn subscribe(&mut self, filter: &str) -> SubscribeReasonCode {
-        self.client.subscribe(filter, QoS::AtLeastOnce).await.unwrap();
+        self.client
+            .subscribe(filter, QoS::AtLeastOnce)
+            .await
+            .unwrap();
         loop {
             match self.next_event().await {
                 Seen::SubAck(codes) => return codes[0],
@@ -307,25 +383,43 @@ impl Mqtt {
     pub async fn subscribe_all(&mut self) {
         let own = format!("u/{}/#", self.user);
         let dev = format!("d/{}/{}", self.user, self.device);
-        assert!(matches!(self.subscribe(&own).await, SubscribeReasonCode::Success(_)));
-        assert!(matches!(self.subscribe(&dev).await, SubscribeReasonCode::Success(_)));
+        assert!(matches!(
+            self.subscribe(&own).await,
+            SubscribeReasonCode::Success(_)
+        ));
+        assert!(matches!(
+            self.subscribe(&dev).await,
+            SubscribeReasonCode::Success(_)
+        ));
     }
 
     /// Publishes at QoS 1 and returns the PUBACK reason.
     pub async fn publish(&mut self, topic: &str, payload: impl Into<Vec<u8>>) -> PubAckReason {
-        self.publish_with(topic, QoS::AtLeastOnce, false, payload).await
+        self.publish_with(topic, QoS::AtLeastOnce, false, payload)
+            .await
     }
 
     /// Publishes and waits for the flow to finish: nothing for QoS 0, PUBACK (its reason) for
     /// QoS 1, PUBCOMP for QoS 2.
-    pub async fn publish_with(&mut self, topic: &str, qos: QoS, retain: bool, payload: impl Into<Vec<u8>>) -> PubAckReason {
-        self.client.publish(topic, qos, retain, payload.into()).await.unwrap();
+    pub async fn publish_with(
+        &mut self,
+        topic: &str,
+        qos: QoS,
+        retain: bool,
+        payload: impl Into<Vec<u8>>,
+    ) -> PubAckReason {
+        self.client
+            .publish(topic, qos, retain, payload.into())
+            .await
+            .unwrap();
         let mut mine = None;
         loop {
             match self.next_event().await {
                 Seen::OutgoingPublish(_) if qos == QoS::AtMostOnce => return PubAckReason::Success,
                 Seen::OutgoingPublish(p) if mine.is_none() => mine = Some(p),
-                Seen::PubAck { pkid, reason } if Some(pkid) == mine && qos == QoS::AtLeastOnce => return reason,
+                Seen::PubAck { pkid, reason } if Some(pkid) == mine && qos == QoS::AtLeastOnce => {
+                    return reason
+                }
                 Seen::PubComp(pkid) if Some(pkid) == mine => return PubAckReason::Success,
                 Seen::Publish { topic, payload } => self.pending.push((topic, payload)),
                 Seen::Closed(why) => panic!("connection closed while publishing: {why}"),
@@ -336,7 +430,9 @@ impl Mqtt {
 
     /// Sends a chat message and expects PUBACK success.
     pub async fn send(&mut self, chat: &str, payload: Value) {
-        let r = self.publish(&format!("m/{chat}"), payload.to_string()).await;
+        let r = self
+            .publish(&format!("m/{chat}"), payload.to_string())
+            .await;
         assert_eq!(r, PubAckReason::Success, "send to {chat} refused");
     }
 
@@ -369,7 +465,10 @@ impl Mqtt {
         while let Ok(ev) = tokio::time::timeout_at(deadline, self.events.recv()).await {
             match ev {
                 Some(Seen::Publish { topic: t, payload }) if t == topic => {
-                    panic!("unexpected on {topic}: {}", String::from_utf8_lossy(&payload))
+                    panic!(
+                        "unexpected on {topic}: {}",
+                        String::from_utf8_lossy(&payload)
+                    )
                 }
                 Some(Seen::Publish { topic: t, payload }) => self.pending.push((t, payload)),
                 Some(_) => {}
@@ -384,7 +483,15 @@ impl Mqtt {
         self.next_request += 1;
         let id = format!("r{}", self.next_request);
         params["id"] = json!(id);
-        self.client.publish(format!("q/{method}"), QoS::AtLeastOnce, false, params.to_string()).await.unwrap();
+        self.client
+            .publish(
+                format!("q/{method}"),
+                QoS::AtLeastOnce,
+                false,
+                params.to_string(),
+            )
+            .await
+            .unwrap();
         let topic = format!("d/{}/{}", self.user, self.device);
         loop {
             let a = self.recv(&topic).await;
@@ -398,7 +505,9 @@ impl Mqtt {
     pub async fn sync_all(&mut self, mut after: u64) -> Vec<Value> {
         let mut all = Vec::new();
         loop {
-            let a = self.request("sync", json!({"after": after, "limit": 500})).await;
+            let a = self
+                .request("sync", json!({"after": after, "limit": 500}))
+                .await;
             assert_eq!(a["ok"], true, "{a}");
             let msgs = a["messages"].as_array().unwrap().clone();
             if let Some(last) = msgs.last() {

@@ -1,0 +1,107 @@
+//! A full disk: sends are refused with a clear error (nothing half-stored), the connection stays
+//! up, and once space is back, sending works again with no gaps.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::{connect, Server};
+use rumqttc::v5::mqttbytes::v5::PubAckReason;
+use serde_json::json;
+
+/// Mounts a small tmpfs at `dir`; `false` where this machine does not allow mounts.
+fn mount_small_disk(dir: &Path, size: &str) -> bool {
+    std::fs::create_dir_all(dir).unwrap();
+    Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+        .arg(dir)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+struct Unmount<'a>(&'a Path);
+impl Drop for Unmount<'_> {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(self.0).status();
+    }
+}
+
+/// Fills the disk holding `dir` with a filler file until it refuses more.
+fn fill(dir: &Path) -> std::path::PathBuf {
+    use std::io::Write;
+    let path = dir.join("filler");
+    let mut f = std::fs::File::create(&path).unwrap();
+    let chunk = vec![0u8; 64 * 1024];
+    while f.write_all(&chunk).is_ok() {}
+    let _ = f.sync_all();
+    path
+}
+
+#[tokio::test]
+async fn a_full_disk_refuses_sends_clearly_and_recovers_when_space_returns() {
+    let disk = tempfile::tempdir().unwrap();
+    let mnt = disk.path().join("mnt");
+    if !mount_small_disk(&mnt, "16m") {
+        eprintln!("SKIPPED: this machine does not allow mounting a tmpfs (needs root)");
+        return;
+    }
+    let _unmount = Unmount(&mnt);
+    let s = Server::start_on_data_dir(&mnt.join("data"));
+    s.add_user("alice", "pw");
+    s.add_user("bob", "pw");
+    let mut alice = connect(s.mqtt, "alice", "phone", "pw").await;
+    alice.subscribe_all().await;
+    alice
+        .send("u/bob", json!({"cid": "before", "body": "fits"}))
+        .await;
+
+    let filler = fill(&mnt);
+    let body = "y".repeat(60_000);
+    let mut refused = None;
+    let mut acked = 1;
+    for i in 0..400 {
+        let r = alice
+            .publish(
+                "m/u/bob",
+                json!({"cid": format!("f{i}"), "body": body}).to_string(),
+            )
+            .await;
+        if r == PubAckReason::Success {
+            acked += 1;
+            continue;
+        }
+        refused = Some(r);
+        break;
+    }
+    assert_eq!(
+        refused,
+        Some(PubAckReason::UnspecifiedError),
+        "a full disk must refuse a send"
+    );
+    let mut err = alice.recv("d/alice/phone").await;
+    while err.get("topic").is_none() {
+        err = alice.recv("d/alice/phone").await;
+    }
+    assert_eq!(err["error"]["code"], "unavailable", "{err}");
+    assert!(alice.still_connected().await);
+
+    std::fs::remove_file(filler).unwrap();
+    alice
+        .send("u/bob", json!({"cid": "after", "body": "space again"}))
+        .await;
+    acked += 1;
+    let mut bob = connect(s.mqtt, "bob", "phone", "pw").await;
+    bob.subscribe_all().await;
+    let inbox = bob.sync_all(0).await;
+    assert_eq!(
+        inbox.len(),
+        acked,
+        "every acknowledged send is stored, the refused one is not"
+    );
+    for (i, m) in inbox.iter().enumerate() {
+        assert_eq!(m["seq"].as_u64().unwrap(), i as u64 + 1);
+    }
+    assert_eq!(inbox.last().unwrap()["body"], "space again");
+}
