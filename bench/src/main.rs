@@ -1,0 +1,387 @@
+//! natter-bench: drives a broker with real MQTT clients and reports throughput and latency.
+//!
+//! `raw` is plain MQTT publish → subscribe through any broker (natter with an `[[acl]]` rule, or
+//! Mosquitto), so both are measured by the same tool. `direct` speaks natter's chat protocol:
+//! senders message their peers at QoS 1 and each send is timed from PUBLISH to PUBACK (durable)
+//! and from PUBLISH to the peer's delivery. Run it against a server, never from a test.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use hdrhistogram::Histogram;
+use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
+use serde_json::json;
+use std::sync::Mutex;
+
+#[derive(Parser)]
+#[command(name = "natter-bench")]
+struct Cli {
+    /// Broker host.
+    #[arg(long, default_value = "127.0.0.1", global = true)]
+    host: String,
+    /// Broker MQTT port.
+    #[arg(long, default_value_t = 1883, global = true)]
+    port: u16,
+    /// Publishing clients.
+    #[arg(long, default_value_t = 10, global = true)]
+    senders: usize,
+    /// Messages per sender.
+    #[arg(long, default_value_t = 2000, global = true)]
+    messages: usize,
+    /// QoS 1 publishes in flight per sender.
+    #[arg(long, default_value_t = 16, global = true)]
+    window: u16,
+    /// Payload bytes.
+    #[arg(long, default_value_t = 100, global = true)]
+    size: usize,
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Subcommand)]
+enum Scenario {
+    /// Plain MQTT pub → sub (any broker). Credentials optional.
+    Raw {
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long)]
+        password: Option<String>,
+        /// Topic prefix (natter needs an [[acl]] rule opening it for the user).
+        #[arg(long, default_value = "bench")]
+        prefix: String,
+    },
+    /// natter's protocol: sender i messages receiver i; users are created through the admin API.
+    Direct {
+        /// natter's HTTP address.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        http: String,
+        /// natter's admin token (default: read from ./data/admin.token).
+        #[arg(long)]
+        admin_token: Option<String>,
+    },
+}
+
+fn now_ns(start: Instant) -> u64 {
+    start.elapsed().as_nanos() as u64
+}
+
+fn options(cli: &Cli, client_id: &str, cred: Option<(&str, &str)>) -> MqttOptions {
+    let mut o = MqttOptions::new(client_id, &cli.host, cli.port);
+    if let Some((u, p)) = cred {
+        o.set_credentials(u, p);
+    }
+    o.set_keep_alive(Duration::from_secs(60));
+    o.set_inflight(cli.window);
+    o.set_max_packet_size(1 << 20, 1 << 20);
+    o
+}
+
+/// Connects and waits for CONNACK; the event loop keeps running in a task that feeds `on_event`.
+async fn connect(
+    opts: MqttOptions,
+    mut on_event: impl FnMut(Event) + Send + 'static,
+) -> anyhow::Result<AsyncClient> {
+    let (client, mut el) = AsyncClient::new(opts, 10_000);
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), el.poll())
+            .await
+            .context("CONNACK timeout")?
+        {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => break,
+            Ok(_) => {}
+            Err(e) => bail!("connect failed: {e}"),
+        }
+    }
+    tokio::spawn(async move {
+        while let Ok(ev) = el.poll().await {
+            on_event(ev);
+        }
+    });
+    Ok(client)
+}
+
+struct Stats {
+    puback: Histogram<u64>,
+    delivery: Histogram<u64>,
+    received: usize,
+}
+
+fn hist() -> Histogram<u64> {
+    Histogram::new_with_bounds(1_000, 60_000_000_000, 3).expect("histogram bounds")
+}
+
+fn ms(ns: u64) -> f64 {
+    ns as f64 / 1e6
+}
+
+fn print_report(name: &str, total: usize, elapsed: Duration, stats: &Stats) {
+    let rate = total as f64 / elapsed.as_secs_f64();
+    println!("scenario        {name}");
+    println!(
+        "messages        {total} acked, {} delivered",
+        stats.received
+    );
+    println!("elapsed         {:.2} s", elapsed.as_secs_f64());
+    println!("throughput      {rate:.0} msg/s");
+    for (label, h) in [("PUBACK", &stats.puback), ("delivery", &stats.delivery)] {
+        if h.len() > 0 {
+            println!(
+                "{label:<15} p50 {:.2} ms  p99 {:.2} ms  p999 {:.2} ms  max {:.2} ms",
+                ms(h.value_at_quantile(0.5)),
+                ms(h.value_at_quantile(0.99)),
+                ms(h.value_at_quantile(0.999)),
+                ms(h.max())
+            );
+        }
+    }
+    let j = json!({
+        "scenario": name, "messages": total, "delivered": stats.received,
+        "elapsed_s": elapsed.as_secs_f64(), "msgs_per_s": rate,
+        "puback_p50_ms": ms(stats.puback.value_at_quantile(0.5)), "puback_p99_ms": ms(stats.puback.value_at_quantile(0.99)),
+        "delivery_p50_ms": ms(stats.delivery.value_at_quantile(0.5)), "delivery_p99_ms": ms(stats.delivery.value_at_quantile(0.99)),
+    });
+    println!("json            {j}");
+}
+
+/// Extracts the send timestamp the sender put at the start of the body: `t=<ns>;`.
+fn sent_at(payload: &[u8]) -> Option<u64> {
+    let s = std::str::from_utf8(payload).ok()?;
+    let i = s.find("t=")? + 2;
+    let end = s[i..].find(';')? + i;
+    s[i..end].parse().ok()
+}
+
+struct Plan {
+    /// (client id, credentials, topic to subscribe) per receiver.
+    receivers: Vec<(String, Option<(String, String)>, String)>,
+    /// (client id, credentials, topic to publish) per sender.
+    senders: Vec<(String, Option<(String, String)>, String)>,
+    /// Builds a payload around the timing marker.
+    payload: fn(&str, usize, usize) -> String,
+}
+
+async fn run(cli: &Cli, name: &str, plan: Plan) -> anyhow::Result<()> {
+    let start = Instant::now();
+    let stats = Arc::new(Mutex::new(Stats {
+        puback: hist(),
+        delivery: hist(),
+        received: 0,
+    }));
+    let expected = cli.senders * cli.messages;
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let mut keep = Vec::new();
+    for (id, cred, topic) in &plan.receivers {
+        let stats = stats.clone();
+        let c = connect(
+            options(
+                cli,
+                id,
+                cred.as_ref().map(|(u, p)| (u.as_str(), p.as_str())),
+            ),
+            move |ev| {
+                if let Event::Incoming(Packet::Publish(p)) = ev {
+                    if let Some(t) = sent_at(&p.payload) {
+                        let lat = now_ns(start).saturating_sub(t);
+                        if let Ok(mut s) = stats.lock() {
+                            let _ = s.delivery.record(lat.max(1_000));
+                            s.received += 1;
+                        }
+                    }
+                }
+            },
+        )
+        .await?;
+        c.subscribe(topic, QoS::AtLeastOnce).await?;
+        keep.push(c);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let t0 = Instant::now();
+    for (i, (id, cred, topic)) in plan.senders.iter().enumerate() {
+        let stats = stats.clone();
+        let done = done_tx.clone();
+        // A closed loop: at most `window` publishes in flight, so a message's send time is when
+        // it goes on the wire, not when it joined a client-side queue.
+        let window = Arc::new(tokio::sync::Semaphore::new(cli.window as usize));
+        let freed = window.clone();
+        // Publishes leave in order and PUBACKs name packet ids.
+        let times = Arc::new(std::sync::Mutex::new(
+            std::collections::VecDeque::<u64>::new(),
+        ));
+        let times_in = times.clone();
+        let mut sent: std::collections::HashMap<u16, u64> = Default::default();
+        let mut acked = 0;
+        let n = cli.messages;
+        let c = connect(
+            options(
+                cli,
+                id,
+                cred.as_ref().map(|(u, p)| (u.as_str(), p.as_str())),
+            ),
+            move |ev| match ev {
+                Event::Outgoing(Outgoing::Publish(pkid)) => {
+                    if let Some(t) = times_in.lock().ok().and_then(|mut q| q.pop_front()) {
+                        sent.insert(pkid, t);
+                    }
+                }
+                Event::Incoming(Packet::PubAck(a)) => {
+                    if let Some(t) = sent.remove(&a.pkid) {
+                        let lat = now_ns(start).saturating_sub(t).max(1_000);
+                        if let Ok(mut s) = stats.lock() {
+                            let _ = s.puback.record(lat);
+                        }
+                    }
+                    freed.add_permits(1);
+                    acked += 1;
+                    if acked == n {
+                        let _ = done.send(());
+                    }
+                }
+                _ => {}
+            },
+        )
+        .await?;
+        let topic = topic.clone();
+        let size = cli.size;
+        let make = plan.payload;
+        tokio::spawn(async move {
+            for k in 0..n {
+                match window.acquire().await {
+                    Ok(p) => p.forget(),
+                    Err(_) => break,
+                }
+                let t = now_ns(start);
+                if let Ok(mut q) = times.lock() {
+                    q.push_back(t);
+                }
+                let body = make(&format!("t={t};s={i};k={k};"), k, size);
+                if c.publish(&topic, QoS::AtLeastOnce, false, body)
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        });
+    }
+    drop(done_tx);
+    for _ in 0..plan.senders.len() {
+        if tokio::time::timeout(Duration::from_secs(300), done_rx.recv())
+            .await
+            .is_err()
+        {
+            bail!("senders did not finish in 300 s");
+        }
+    }
+    let elapsed = t0.elapsed();
+    // Let the last deliveries land.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while stats.lock().map(|s| s.received).unwrap_or(expected) < expected
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let s = stats
+        .lock()
+        .map_err(|_| anyhow::anyhow!("stats lock poisoned"))?;
+    print_report(name, expected, elapsed, &s);
+    Ok(())
+}
+
+fn pad(marker: &str, size: usize) -> String {
+    let mut s = marker.to_owned();
+    while s.len() < size {
+        s.push('x');
+    }
+    s
+}
+
+fn admin_token(given: &Option<String>) -> anyhow::Result<String> {
+    match given {
+        Some(t) => Ok(t.clone()),
+        None => Ok(std::fs::read_to_string("data/admin.token")
+            .context("reading data/admin.token (or pass --admin-token)")?
+            .trim()
+            .to_owned()),
+    }
+}
+
+fn create_user(http: &str, token: &str, name: &str, password: &str) -> anyhow::Result<()> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let resp = agent
+        .post(&format!("http://{http}/v1/admin/users"))
+        .header("authorization", &format!("Bearer {token}"))
+        .send_json(json!({"name": name, "password": password}))?;
+    match resp.status().as_u16() {
+        201 | 409 => Ok(()),
+        s => bail!("creating {name}: HTTP {s}"),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match &cli.scenario {
+        Scenario::Raw {
+            user,
+            password,
+            prefix,
+        } => {
+            let cred = user.clone().zip(password.clone());
+            let id = |role: &str, i: usize| match user {
+                Some(u) => format!("{u}:{role}{i}"),
+                None => format!("bench-{role}{i}"),
+            };
+            let plan = Plan {
+                receivers: (0..cli.senders)
+                    .map(|i| (id("r", i), cred.clone(), format!("{prefix}/{i}")))
+                    .collect(),
+                senders: (0..cli.senders)
+                    .map(|i| (id("s", i), cred.clone(), format!("{prefix}/{i}")))
+                    .collect(),
+                payload: |m, _, size| pad(m, size),
+            };
+            run(&cli, "raw", plan).await
+        }
+        Scenario::Direct {
+            http,
+            admin_token: t,
+        } => {
+            let token = admin_token(t)?;
+            let pw = "bench-pw".to_owned();
+            for i in 0..cli.senders {
+                create_user(http, &token, &format!("bench-s{i}"), &pw)?;
+                create_user(http, &token, &format!("bench-r{i}"), &pw)?;
+            }
+            let cred = |u: String| Some((u, pw.clone()));
+            let plan = Plan {
+                receivers: (0..cli.senders)
+                    .map(|i| {
+                        (
+                            format!("bench-r{i}:dev"),
+                            cred(format!("bench-r{i}")),
+                            format!("u/bench-r{i}/m"),
+                        )
+                    })
+                    .collect(),
+                senders: (0..cli.senders)
+                    .map(|i| {
+                        (
+                            format!("bench-s{i}:dev"),
+                            cred(format!("bench-s{i}")),
+                            format!("m/u/bench-r{i}"),
+                        )
+                    })
+                    .collect(),
+                payload: |m, k, size| {
+                    json!({"cid": format!("{m}{k}"), "body": pad(m, size)}).to_string()
+                },
+            };
+            run(&cli, "direct", plan).await
+        }
+    }
+}
