@@ -58,6 +58,7 @@ pub fn open_store(config: &Config) -> anyhow::Result<EmbeddedStore> {
         max_batch: config.store.max_batch,
         max_queue: config.store.max_queue,
         dedup_ms: config.limits.dedup_hours * 3600 * 1000,
+        cache_bytes: config.store.cache_mb << 20,
     };
     EmbeddedStore::open(&path, opts).with_context(|| {
         format!(

@@ -231,6 +231,67 @@ pub fn verify_password(password: &[u8], hash: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// Threads that run argon2. Each hash touches 19 MiB; run on whatever blocking thread is free,
+/// every thread's malloc arena ends up keeping its own 19 MiB, and a reconnect storm costs
+/// hundreds of MiB of RSS. A fixed pair of threads bounds that (and the CPU a storm can take).
+const HASH_THREADS: usize = 2;
+/// Hash jobs waiting; further CONNECTs wait for room (the handshake timeout bounds the wait).
+const HASH_QUEUE: usize = 1024;
+
+type HashJob = Box<dyn FnOnce() + Send>;
+
+fn hash_pool() -> &'static tokio::sync::mpsc::Sender<HashJob> {
+    static POOL: std::sync::OnceLock<tokio::sync::mpsc::Sender<HashJob>> =
+        std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        let (tx, rx) = tokio::sync::mpsc::channel::<HashJob>(HASH_QUEUE);
+        let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
+        for i in 0..HASH_THREADS {
+            let rx = rx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("natter-argon2-{i}"))
+                .spawn(move || loop {
+                    let job = match rx.lock() {
+                        Ok(mut r) => r.blocking_recv(),
+                        Err(_) => None,
+                    };
+                    match job {
+                        Some(job) => job(),
+                        None => return,
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start a password hashing thread");
+            }
+        }
+        tx
+    })
+}
+
+/// Runs `f` on the hashing threads and returns its result (`None` if they are gone).
+async fn on_hash_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let job: HashJob = Box::new(move || {
+        let _ = tx.send(f());
+    });
+    hash_pool().send(job).await.ok()?;
+    rx.await.ok()
+}
+
+/// [`verify_password`] on the hashing threads.
+pub async fn verify_password_async(password: Vec<u8>, hash: String) -> bool {
+    on_hash_thread(move || verify_password(&password, &hash))
+        .await
+        .unwrap_or(false)
+}
+
+/// [`hash_password`] on the hashing threads.
+pub async fn hash_password_async(password: String) -> String {
+    on_hash_thread(move || hash_password(&password))
+        .await
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

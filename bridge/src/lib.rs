@@ -153,12 +153,7 @@ impl Gate for Bridge {
         let ok = if auth::looks_like_jwt(password) {
             std::str::from_utf8(password).is_ok_and(|t| self.tokens.verify(t, &client.user))
         } else {
-            let password = password.to_vec();
-            tokio::task::spawn_blocking(move || {
-                auth::verify_password(&password, &user.password_hash)
-            })
-            .await
-            .unwrap_or(false)
+            auth::verify_password_async(password.to_vec(), user.password_hash).await
         };
         if ok {
             AuthVerdict::Accept

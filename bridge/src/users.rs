@@ -39,10 +39,7 @@ fn check_password(p: &str) -> Result<(), UserError> {
 }
 
 async fn hash(password: &str) -> String {
-    let p = password.to_owned();
-    tokio::task::spawn_blocking(move || auth::hash_password(&p))
-        .await
-        .unwrap_or_default()
+    auth::hash_password_async(password.to_owned()).await
 }
 
 /// Creates `name` with `password`.
@@ -98,9 +95,6 @@ pub async fn check(
     let Some(rec) = store.user(&id).await? else {
         return Ok(None);
     };
-    let p = password.as_bytes().to_vec();
-    let ok = tokio::task::spawn_blocking(move || auth::verify_password(&p, &rec.password_hash))
-        .await
-        .unwrap_or(false);
+    let ok = auth::verify_password_async(password.as_bytes().to_vec(), rec.password_hash).await;
     Ok(ok.then_some(id))
 }

@@ -208,6 +208,8 @@ pub struct StoreConfig {
     pub max_batch: usize,
     /// Sends waiting for the writer before new ones are refused (quota exceeded).
     pub max_queue: usize,
+    /// Page cache of the embedded store, in MiB.
+    pub cache_mb: usize,
 }
 
 impl Default for StoreConfig {
@@ -216,6 +218,7 @@ impl Default for StoreConfig {
             backend: "embedded".into(),
             max_batch: 512,
             max_queue: 16_384,
+            cache_mb: 64,
         }
     }
 }

@@ -60,6 +60,9 @@ pub struct EmbeddedOptions {
     pub max_queue: usize,
     /// How long a `(sender, cid)` pair deduplicates, in ms.
     pub dedup_ms: u64,
+    /// redb's page cache, in bytes (its own default, 1 GiB, is too much for a chat server that
+    /// also holds every connection).
+    pub cache_bytes: usize,
 }
 
 impl Default for EmbeddedOptions {
@@ -68,6 +71,7 @@ impl Default for EmbeddedOptions {
             max_batch: 512,
             max_queue: 16_384,
             dedup_ms: 48 * 3600 * 1000,
+            cache_bytes: 64 << 20,
         }
     }
 }
@@ -90,6 +94,7 @@ pub struct EmbeddedStore {
 /// waiting.
 struct Handle {
     path: PathBuf,
+    cache_bytes: usize,
     db: RwLock<Option<Arc<Database>>>,
 }
 
@@ -125,11 +130,18 @@ impl Handle {
                 }
             }
         }
-        let db = Database::create(&self.path).map_err(storage)?;
+        let db = open_db(&self.path, self.cache_bytes)?;
         *self.db.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(db));
         tracing::warn!(path = %self.path.display(), "store re-opened after an I/O error");
         Ok(())
     }
+}
+
+fn open_db(path: &Path, cache_bytes: usize) -> Result<Database> {
+    redb::Builder::new()
+        .set_cache_size(cache_bytes)
+        .create(path)
+        .map_err(storage)
 }
 
 fn storage<E: std::fmt::Display>(e: E) -> StoreError {
@@ -150,7 +162,7 @@ fn now_ms() -> u64 {
 impl EmbeddedStore {
     /// Opens (or creates) the store file at `path` and starts its writer thread.
     pub fn open(path: &Path, opts: EmbeddedOptions) -> Result<EmbeddedStore> {
-        let db = Database::create(path).map_err(storage)?;
+        let db = open_db(path, opts.cache_bytes)?;
         let txn = db.begin_write().map_err(storage)?;
         {
             txn.open_table(USERS).map_err(storage)?;
@@ -163,6 +175,7 @@ impl EmbeddedStore {
         txn.commit().map_err(storage)?;
         let db = Arc::new(Handle {
             path: path.to_owned(),
+            cache_bytes: opts.cache_bytes,
             db: RwLock::new(Some(Arc::new(db))),
         });
         let (tx, rx) = mpsc::channel(opts.max_queue.max(1));
