@@ -37,6 +37,7 @@ pub enum AuthSetupError {
 struct Claims {
     sub: String,
     iss: String,
+    #[serde(default)]
     iat: u64,
     exp: u64,
 }

@@ -35,6 +35,9 @@ pub enum ChatError {
         /// The configured limit.
         limit: usize,
     },
+    /// A configured limit (group size) would be exceeded.
+    #[error("{0}")]
+    Limit(String),
     /// A part of the protocol not built yet.
     #[error("{0}")]
     Unsupported(String),
@@ -58,6 +61,7 @@ impl ChatError {
             ChatError::BadUtf8(_) => "bad_utf8",
             ChatError::BadRequest(_) => "bad_request",
             ChatError::TooLarge { .. } => "too_large",
+            ChatError::Limit(_) => "limit_exceeded",
             ChatError::Unsupported(_) => "unsupported",
             ChatError::Busy => "busy",
             ChatError::Unavailable(_) => "unavailable",
@@ -76,7 +80,7 @@ impl ChatError {
                 Refusal::PayloadFormatInvalid
             }
             ChatError::TooLarge { .. } => Refusal::TooLarge,
-            ChatError::Busy => Refusal::QuotaExceeded,
+            ChatError::Busy | ChatError::Limit(_) => Refusal::QuotaExceeded,
             ChatError::Unavailable(_) => Refusal::Unavailable,
         }
     }

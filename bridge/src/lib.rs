@@ -7,6 +7,7 @@
 
 pub mod auth;
 mod error;
+mod groups;
 mod requests;
 mod send;
 pub mod users;
@@ -29,6 +30,7 @@ pub struct Bridge {
     broker: BrokerHandle,
     tokens: Arc<auth::Tokens>,
     config: Arc<Config>,
+    groups: groups::Groups,
 }
 
 /// A topic a client published to, as the protocol reads it.
@@ -63,6 +65,7 @@ impl Bridge {
             broker,
             tokens,
             config,
+            groups: groups::Groups::default(),
         }
     }
 
@@ -115,12 +118,13 @@ impl Bridge {
     }
 
     /// Whether the asking user may read chat `chat` (as they address it).
-    async fn may_read(&self, chat: &ChatAddr) -> Result<bool, ChatError> {
+    async fn may_read(&self, me: &UserId, chat: &ChatAddr) -> Result<bool, ChatError> {
         match chat {
             // Anyone may open a one-to-one chat with an existing user; its key contains the
             // asker, so it can only ever be their own chat.
             ChatAddr::User(peer) => Ok(self.store.user(peer).await?.is_some()),
-            ChatAddr::Group(_) => Ok(false),
+            // Only current members read a group: a removed member reads nothing more.
+            ChatAddr::Group(g) => Ok(self.group(g).await?.is_some_and(|g| g.member(me).is_some())),
         }
     }
 }
@@ -171,11 +175,13 @@ impl Gate for Bridge {
             ["d", user, device] => *user == me && *device == client.device.as_str(),
             ["p", user] => match UserId::new(user) {
                 Ok(u) if u == client.user => true,
-                Ok(u) => self
-                    .store
-                    .in_chat(&client.user, &ChatKey::direct(&client.user, &u))
-                    .await
-                    .unwrap_or(false),
+                Ok(u) => {
+                    self.store
+                        .in_chat(&client.user, &ChatKey::direct(&client.user, &u))
+                        .await
+                        .unwrap_or(false)
+                        || self.share_a_group(&client.user, &u).await.unwrap_or(false)
+                }
                 Err(_) => false,
             },
             _ => false,

@@ -67,6 +67,11 @@ impl Bridge {
             "sync" => self.sync(client, &params).await,
             "history" => self.history(client, &params).await,
             "chats" => self.chats(client).await,
+            "group.create" => self.group_create(client, &params).await,
+            "group.add" => self.group_add(client, &params).await,
+            "group.remove" => self.group_remove(client, &params).await,
+            "group.leave" => self.group_leave(client, &params).await,
+            "group.info" => self.group_info(client, &params).await,
             other => Err(ChatError::UnknownMethod(other.to_owned())),
         };
         self.to_device(client, wire::answer_ok(&id, result?)).await;
@@ -119,7 +124,7 @@ impl Bridge {
             }
         };
         let limit = limit(params, 50, HISTORY_MAX)?;
-        if !self.may_read(&chat).await? {
+        if !self.may_read(&client.user, &chat).await? {
             return Err(ChatError::NotAuthorized(format!(
                 "you are not in chat {chat}"
             )));

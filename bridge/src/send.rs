@@ -1,11 +1,10 @@
 //! The send pipeline: validate, commit (message + every inbox entry, one transaction), then
 //! the `sent` receipt and the fan-out. The caller PUBACKs only after this returns.
 
-use bytes::Bytes;
 use natter_store::NewMessage;
 use natter_types::{ChatAddr, Client};
 
-use crate::wire::{self, MessageOut};
+use crate::wire;
 use crate::{Bridge, ChatError};
 
 /// A top-level field of a JSON payload (`cid`, `id`), for error reports about payloads that
@@ -34,11 +33,7 @@ impl Bridge {
                     vec![client.user.clone(), peer.clone()]
                 }
             }
-            ChatAddr::Group(g) => {
-                return Err(ChatError::NotAuthorized(format!(
-                    "not a member of group {g}"
-                )))
-            }
+            ChatAddr::Group(g) => self.group_readers(g, &client.user).await?.1,
         };
         let appended = self
             .store
@@ -49,6 +44,7 @@ impl Bridge {
                 cid: send.cid,
                 readers,
                 content: send.content,
+                group_update: None,
             })
             .await?;
         let m = &appended.message;
@@ -61,13 +57,8 @@ impl Bridge {
             )
             .await;
         // A resend of a known cid gets its receipt again (the first may have been lost with the
-        // PUBACK) but is delivered to nobody a second time.
-        for (reader, seq) in &appended.seqs {
-            let out: Bytes = MessageOut::new(m, reader, Some(*seq)).bytes();
-            self.broker
-                .publish(&format!("u/{reader}/m"), out, true, false)
-                .await;
-        }
+        // PUBACK) but is delivered to nobody a second time (a duplicate has no seqs).
+        self.deliver(&appended).await;
         Ok(())
     }
 }

@@ -40,6 +40,7 @@ pub fn parse_send(payload: &[u8]) -> Result<Send, ChatError> {
             media: None,
             reply_to: None,
             ttl: None,
+            event: None,
         };
         return Ok(Send { cid: None, content });
     }
@@ -109,6 +110,7 @@ pub fn parse_send(payload: &[u8]) -> Result<Send, ChatError> {
             media: None,
             reply_to,
             ttl,
+            event: None,
         },
     })
 }

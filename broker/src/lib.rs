@@ -171,6 +171,8 @@ impl Broker {
         Builder::new()
             .name(name)
             .laddr(addr)
+            // Chat packets are small and latency is what users feel: no Nagle delay.
+            .nodelay(true)
             .max_connections(m.max_connections)
             .max_handshaking_limit(m.max_connections.clamp(1, 5_000))
             .max_packet_size(m.max_packet_size)

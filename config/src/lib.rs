@@ -231,6 +231,8 @@ pub struct LimitsConfig {
     pub max_message_bytes: usize,
     /// Hours a `cid` is remembered for deduplication (24 at least).
     pub dedup_hours: u64,
+    /// Most members in a group, the creator included.
+    pub max_group_members: usize,
 }
 
 impl Default for LimitsConfig {
@@ -238,6 +240,7 @@ impl Default for LimitsConfig {
         LimitsConfig {
             max_message_bytes: 64 * 1024,
             dedup_hours: 48,
+            max_group_members: 1024,
         }
     }
 }
@@ -398,6 +401,13 @@ impl Config {
                 "limits.max_message_bytes",
                 self.limits.max_message_bytes.to_string(),
                 "between 1 and mqtt.max_packet_size",
+            );
+        }
+        if self.limits.max_group_members < 2 {
+            return invalid(
+                "limits.max_group_members",
+                self.limits.max_group_members.to_string(),
+                "at least 2",
             );
         }
         if self.limits.dedup_hours < 24 {

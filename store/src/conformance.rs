@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use natter_types::{ChatKey, DeviceId, UserId};
 
-use crate::{Content, NewMessage, Store, UserRecord};
+use crate::{Content, GroupRecord, Member, NewMessage, Store, UserRecord};
+use natter_types::GroupId;
 
 fn user(s: &str) -> UserId {
     UserId::new(s).expect("test user id")
@@ -31,7 +32,9 @@ fn text(from: &UserId, to: &UserId, cid: Option<&str>, body: &str) -> NewMessage
             media: None,
             reply_to: None,
             ttl: None,
+            event: None,
         },
+        group_update: None,
     }
 }
 
@@ -45,6 +48,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     history_is_newest_first_and_pages_by_id(&*store).await;
     chats_list_last_message_and_unread(&*store).await;
     dedup_purge_forgets_old_cids(&*store).await;
+    a_group_changes_with_its_system_message(&*store).await;
 }
 
 /// Users: create, refuse a second create, change a password, list, remove.
@@ -241,4 +245,70 @@ pub async fn dedup_purge_forgets_old_cids(store: &dyn Store) {
     assert!(store.purge_dedup(far_future).await.unwrap() >= 1);
     let again = store.append(text(&a, &b, Some("old"), "1")).await.unwrap();
     assert!(!again.duplicate, "a purged cid is new again");
+}
+
+/// A group record is written with the message that announces it, and the membership index
+/// follows every change.
+pub async fn a_group_changes_with_its_system_message(store: &dyn Store) {
+    let (a, b, c) = (user("gr-alice"), user("gr-bob"), user("gr-carol"));
+    let id = GroupId::new("gr-team").unwrap();
+    let member = |u: &UserId, admin| Member {
+        user: u.clone(),
+        admin,
+        joined_ms: 1,
+    };
+    let mut g = GroupRecord {
+        id: id.clone(),
+        name: "team".into(),
+        created_by: a.clone(),
+        created_ms: 1,
+        members: vec![member(&a, true), member(&b, false), member(&c, false)],
+    };
+    let announce = |g: &GroupRecord, readers: Vec<UserId>, body: &str| NewMessage {
+        chat: ChatKey::from_stored(format!("g:{}", g.id)),
+        from: a.clone(),
+        dev: DeviceId::new("phone").unwrap(),
+        cid: None,
+        readers,
+        content: Content {
+            kind: "system".into(),
+            body: body.into(),
+            media: None,
+            reply_to: None,
+            ttl: None,
+            event: None,
+        },
+        group_update: Some(g.clone()),
+    };
+    let m = store
+        .append(announce(
+            &g,
+            vec![a.clone(), b.clone(), c.clone()],
+            "created",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(m.seqs.len(), 3);
+    assert_eq!(store.group(&id).await.unwrap().unwrap(), g);
+    assert_eq!(store.groups_of(&c).await.unwrap(), vec![id.clone()]);
+    g.members.retain(|m| m.user != c);
+    store
+        .append(announce(
+            &g,
+            vec![a.clone(), b.clone(), c.clone()],
+            "carol removed",
+        ))
+        .await
+        .unwrap();
+    assert!(
+        store.groups_of(&c).await.unwrap().is_empty(),
+        "carol is out"
+    );
+    assert_eq!(store.groups_of(&b).await.unwrap(), vec![id.clone()]);
+    assert_eq!(store.group(&id).await.unwrap().unwrap().members.len(), 2);
+    assert!(store
+        .group(&GroupId::new("gr-none").unwrap())
+        .await
+        .unwrap()
+        .is_none());
 }

@@ -10,13 +10,14 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use natter_types::{ChatKey, MsgId, Seq, UserId};
+use natter_types::{ChatKey, GroupId, MsgId, Seq, UserId};
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
-    Appended, ChatSummary, InboxItem, NewMessage, Result, StoreError, StoredMessage, UserRecord,
+    Appended, ChatSummary, GroupRecord, InboxItem, NewMessage, Result, StoreError, StoredMessage,
+    UserRecord,
 };
 
 const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
@@ -30,6 +31,10 @@ const INBOX_HEAD: TableDefinition<&str, u64> = TableDefinition::new("inbox_head"
 const DEDUP: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("dedup");
 /// (user, chat key) → chat state JSON.
 const CHATS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("chats");
+/// group id → group record JSON.
+const GROUPS: TableDefinition<&str, &[u8]> = TableDefinition::new("groups");
+/// (user, group id) → (): who is in which group now.
+const MEMBERSHIPS: TableDefinition<(&str, &str), ()> = TableDefinition::new("memberships");
 
 #[derive(Serialize, Deserialize)]
 struct InboxEntry {
@@ -171,6 +176,8 @@ impl EmbeddedStore {
             txn.open_table(INBOX_HEAD).map_err(storage)?;
             txn.open_table(DEDUP).map_err(storage)?;
             txn.open_table(CHATS).map_err(storage)?;
+            txn.open_table(GROUPS).map_err(storage)?;
+            txn.open_table(MEMBERSHIPS).map_err(storage)?;
         }
         txn.commit().map_err(storage)?;
         let db = Arc::new(Handle {
@@ -366,6 +373,9 @@ fn write_batch(
                     .insert((msg.from.as_str(), cid.as_str()), d.as_slice())
                     .map_err(storage)?;
             }
+            if let Some(g) = &msg.group_update {
+                put_group(&txn, g)?;
+            }
             out.push(Appended {
                 message,
                 seqs,
@@ -378,6 +388,35 @@ fn write_batch(
     // Only a committed batch moves the id floor; a failed one leaves it as it was.
     *last_id = next_id;
     Ok(out)
+}
+
+/// Writes a group record and keeps the membership index in step with it.
+fn put_group(txn: &redb::WriteTransaction, g: &GroupRecord) -> Result<()> {
+    let mut groups = txn.open_table(GROUPS).map_err(storage)?;
+    let mut members = txn.open_table(MEMBERSHIPS).map_err(storage)?;
+    let old: Option<GroupRecord> = match groups.get(g.id.as_str()).map_err(storage)? {
+        Some(v) => Some(serde_json::from_slice(v.value()).map_err(corrupt)?),
+        None => None,
+    };
+    if let Some(old) = old {
+        for m in &old.members {
+            if g.member(&m.user).is_none() {
+                members
+                    .remove((m.user.as_str(), g.id.as_str()))
+                    .map_err(storage)?;
+            }
+        }
+    }
+    for m in &g.members {
+        members
+            .insert((m.user.as_str(), g.id.as_str()), ())
+            .map_err(storage)?;
+    }
+    let bytes = serde_json::to_vec(g).map_err(corrupt)?;
+    groups
+        .insert(g.id.as_str(), bytes.as_slice())
+        .map_err(storage)?;
+    Ok(())
 }
 
 fn load_message(
@@ -587,6 +626,34 @@ impl crate::Store for EmbeddedStore {
                 dedup.remove((s.as_str(), c.as_str())).map_err(storage)?;
             }
             Ok(old.len())
+        })
+        .await
+    }
+
+    async fn group(&self, id: &GroupId) -> Result<Option<GroupRecord>> {
+        let id = id.clone();
+        self.read(move |txn| {
+            let t = txn.open_table(GROUPS).map_err(storage)?;
+            let g = t.get(id.as_str()).map_err(storage)?;
+            g.map(|g| serde_json::from_slice(g.value()).map_err(corrupt))
+                .transpose()
+        })
+        .await
+    }
+
+    async fn groups_of(&self, user: &UserId) -> Result<Vec<GroupId>> {
+        let user = user.clone();
+        self.read(move |txn| {
+            let t = txn.open_table(MEMBERSHIPS).map_err(storage)?;
+            let mut out = Vec::new();
+            for row in t
+                .range((user.as_str(), "")..(user.as_str(), "\u{10FFFF}"))
+                .map_err(storage)?
+            {
+                let (k, _) = row.map_err(storage)?;
+                out.push(GroupId::new(k.value().1).map_err(corrupt)?);
+            }
+            Ok(out)
         })
         .await
     }

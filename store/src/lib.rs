@@ -13,7 +13,7 @@ mod model;
 pub use model::*;
 
 use async_trait::async_trait;
-use natter_types::{ChatKey, MsgId, Seq, UserId};
+use natter_types::{ChatKey, GroupId, MsgId, Seq, UserId};
 
 /// What can go wrong in a store.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -71,4 +71,9 @@ pub trait Store: Send + Sync + 'static {
     async fn in_chat(&self, user: &UserId, chat: &ChatKey) -> Result<bool>;
     /// Forgets `(sender, cid)` pairs older than `older_than_ms` (Unix ms); returns how many.
     async fn purge_dedup(&self, older_than_ms: u64) -> Result<usize>;
+
+    /// A group, if it exists. (Groups are written by [`Store::append`] with `group_update`.)
+    async fn group(&self, id: &GroupId) -> Result<Option<GroupRecord>>;
+    /// The groups `user` is a member of now.
+    async fn groups_of(&self, user: &UserId) -> Result<Vec<GroupId>>;
 }

@@ -1,6 +1,6 @@
 //! The records a store keeps, in the bridge's terms.
 
-use natter_types::{ChatKey, DeviceId, MsgId, Seq, UserId};
+use natter_types::{ChatKey, DeviceId, GroupId, MsgId, Seq, UserId};
 use serde::{Deserialize, Serialize};
 
 /// A user account.
@@ -31,6 +31,9 @@ pub struct Content {
     /// Seconds after which clients should hide it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl: Option<u64>,
+    /// For `system` messages: what happened, structured (`action`, `by`, `members`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<serde_json::Value>,
 }
 
 /// A message to store.
@@ -48,6 +51,42 @@ pub struct NewMessage {
     pub readers: Vec<UserId>,
     /// The message itself.
     pub content: Content,
+    /// A group's new state, written in the same transaction as this message (the system
+    /// message that announces a membership change), so the two never disagree after a crash.
+    pub group_update: Option<GroupRecord>,
+}
+
+/// A group and its members.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupRecord {
+    /// Server-made id.
+    pub id: GroupId,
+    /// Display name.
+    pub name: String,
+    /// Who made it.
+    pub created_by: UserId,
+    /// When, Unix ms.
+    pub created_ms: u64,
+    /// Current members, oldest first.
+    pub members: Vec<Member>,
+}
+
+/// One member of a group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// The user.
+    pub user: UserId,
+    /// May add and remove members.
+    pub admin: bool,
+    /// When they joined, Unix ms.
+    pub joined_ms: u64,
+}
+
+impl GroupRecord {
+    /// The member entry of `user`, if a member.
+    pub fn member(&self, user: &UserId) -> Option<&Member> {
+        self.members.iter().find(|m| m.user == *user)
+    }
 }
 
 /// A message as stored, once per chat.

@@ -35,7 +35,9 @@ async fn messages_survive_reopening_the_file() {
                     media: None,
                     reply_to: None,
                     ttl: None,
+                    event: None,
                 },
+                group_update: None,
             })
             .await
             .unwrap();

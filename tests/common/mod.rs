@@ -282,6 +282,9 @@ pub fn options(port: u16, client_id: &str, user: &str, password: &str) -> MqttOp
     o.set_credentials(user, password);
     o.set_keep_alive(Duration::from_secs(30));
     o.set_max_packet_size(Some(1024 * 1024));
+    // rumqttc sizes its in-flight table by the server's receive maximum (65535 by default):
+    // megabytes per client, which a thousand-client test cannot afford.
+    o.set_outgoing_inflight_upper_limit(64);
     o
 }
 

@@ -114,6 +114,14 @@ name_type!(
     Group
 );
 
+impl GroupId {
+    /// A fresh server-made id: a lowercase ULID, so ids sort by creation time and fit a topic
+    /// level.
+    pub fn generate() -> GroupId {
+        GroupId(ulid::Ulid::new().to_string().to_ascii_lowercase())
+    }
+}
+
 /// Who is connected: the user and the device, from the MQTT client id `{user}:{device}`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Client {

@@ -1,0 +1,408 @@
+//! Groups: create, add, remove, leave, info; admin rules; system messages and `u/{me}/e`
+//! events for every change.
+//!
+//! A change is one store append: the `system` message that announces it carries the group's
+//! new record, so membership and the chat's account of it are committed together. Changes are
+//! serialised by one lock (they are rare next to messages); sends read the group from a cache
+//! that every change replaces. Both assume one natter node; with several, the owner of a group
+//! (as for a user's seq) would apply its changes.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use natter_store::{Appended, Content, GroupRecord, Member, NewMessage};
+use natter_types::{ChatAddr, ChatKey, Client, GroupId, UserId};
+use serde_json::{json, Map, Value};
+
+use crate::wire::MessageOut;
+use crate::{Bridge, ChatError};
+
+/// Longest group name, in characters.
+pub const MAX_NAME_CHARS: usize = 100;
+
+/// In-memory view of groups, for the send path.
+#[derive(Default)]
+pub(crate) struct Groups {
+    cache: std::sync::RwLock<HashMap<GroupId, Arc<GroupRecord>>>,
+    changes: tokio::sync::Mutex<()>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn group_param(params: &Map<String, Value>) -> Result<GroupId, ChatError> {
+    let raw = params.get("group").and_then(Value::as_str).ok_or_else(|| {
+        ChatError::BadRequest("`group` (a group id or g/{id}) is required".into())
+    })?;
+    let id = raw.strip_prefix("g/").unwrap_or(raw);
+    GroupId::new(id).map_err(|e| ChatError::BadRequest(e.to_string()))
+}
+
+fn members_param(params: &Map<String, Value>, required: bool) -> Result<Vec<UserId>, ChatError> {
+    let list = match params.get("members") {
+        None | Some(Value::Null) if !required => return Ok(Vec::new()),
+        Some(Value::Array(a)) => a,
+        _ => {
+            return Err(ChatError::BadRequest(
+                "`members` must be an array of user ids".into(),
+            ))
+        }
+    };
+    let mut out: Vec<UserId> = Vec::with_capacity(list.len());
+    for v in list {
+        let s = v
+            .as_str()
+            .ok_or_else(|| ChatError::BadRequest("`members` must be user id strings".into()))?;
+        let u = UserId::new(s).map_err(|e| ChatError::BadRequest(e.to_string()))?;
+        if !out.contains(&u) {
+            out.push(u);
+        }
+    }
+    Ok(out)
+}
+
+/// The `group` object of answers and events.
+pub(crate) fn describe(g: &GroupRecord) -> Value {
+    json!({
+        "id": g.id,
+        "chat": format!("g/{}", g.id),
+        "name": g.name,
+        "created_by": g.created_by,
+        "created": g.created_ms,
+        "members": g.members.iter().map(|m| m.user.as_str()).collect::<Vec<_>>(),
+        "admins": g.members.iter().filter(|m| m.admin).map(|m| m.user.as_str()).collect::<Vec<_>>(),
+    })
+}
+
+impl Bridge {
+    /// The group, from the cache or the store.
+    pub(crate) async fn group(&self, id: &GroupId) -> Result<Option<Arc<GroupRecord>>, ChatError> {
+        if let Some(g) = self
+            .groups
+            .cache
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+        {
+            return Ok(Some(g.clone()));
+        }
+        let Some(g) = self.store.group(id).await? else {
+            return Ok(None);
+        };
+        let g = Arc::new(g);
+        self.groups
+            .cache
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.clone(), g.clone());
+        Ok(Some(g))
+    }
+
+    /// The group if `user` is a member; the same error whether it does not exist or they are
+    /// not in it, so group ids cannot be probed.
+    pub(crate) async fn group_of_member(
+        &self,
+        id: &GroupId,
+        user: &UserId,
+    ) -> Result<Arc<GroupRecord>, ChatError> {
+        match self.group(id).await? {
+            Some(g) if g.member(user).is_some() => Ok(g),
+            _ => Err(ChatError::NotAuthorized(format!(
+                "you are not a member of group {id}"
+            ))),
+        }
+    }
+
+    async fn check_users_exist(&self, users: &[UserId]) -> Result<(), ChatError> {
+        for u in users {
+            if self.store.user(u).await?.is_none() {
+                return Err(ChatError::UnknownUser(u.to_string()));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_size(&self, n: usize) -> Result<(), ChatError> {
+        let max = self.config.limits.max_group_members;
+        if n > max {
+            return Err(ChatError::Limit(format!(
+                "a group has at most {max} members ({n} asked)"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Commits `g` with a system message from `actor`, read by `readers`, then tells them.
+    async fn announce(
+        &self,
+        actor: &Client,
+        g: GroupRecord,
+        readers: Vec<UserId>,
+        action: &str,
+        members: &[UserId],
+        body: String,
+    ) -> Result<(), ChatError> {
+        let event = json!({"action": action, "by": actor.user, "members": members});
+        let appended = self
+            .store
+            .append(NewMessage {
+                chat: ChatAddr::Group(g.id.clone()).key(&actor.user),
+                from: actor.user.clone(),
+                dev: actor.device.clone(),
+                cid: None,
+                readers,
+                content: Content {
+                    kind: "system".into(),
+                    body,
+                    media: None,
+                    reply_to: None,
+                    ttl: None,
+                    event: Some(event.clone()),
+                },
+                group_update: Some(g.clone()),
+            })
+            .await?;
+        let g = Arc::new(g);
+        self.groups
+            .cache
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(g.id.clone(), g.clone());
+        self.deliver(&appended).await;
+        let mut ev = event;
+        ev["type"] = json!("group");
+        ev["group"] = describe(&g);
+        let ev = bytes::Bytes::from(ev.to_string());
+        for (reader, _) in &appended.seqs {
+            self.broker
+                .publish(&format!("u/{reader}/e"), ev.clone(), true, false)
+                .await;
+        }
+        Ok(())
+    }
+
+    /// Publishes a stored message to each reader's devices, each with their own seq.
+    pub(crate) async fn deliver(&self, appended: &Appended) {
+        let m = &appended.message;
+        for (reader, seq) in &appended.seqs {
+            let out = MessageOut::new(m, reader, Some(*seq)).bytes();
+            self.broker
+                .publish(&format!("u/{reader}/m"), out, true, false)
+                .await;
+        }
+    }
+
+    pub(crate) async fn group_create(
+        &self,
+        c: &Client,
+        p: &Map<String, Value>,
+    ) -> Result<Map<String, Value>, ChatError> {
+        let name = p
+            .get("name")
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .unwrap_or("");
+        if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
+            return Err(ChatError::BadRequest(format!(
+                "`name` must be 1 to {MAX_NAME_CHARS} characters"
+            )));
+        }
+        let mut others = members_param(p, false)?;
+        others.retain(|u| *u != c.user);
+        self.check_size(others.len() + 1)?;
+        self.check_users_exist(&others).await?;
+        let now = now_ms();
+        let mut members = vec![Member {
+            user: c.user.clone(),
+            admin: true,
+            joined_ms: now,
+        }];
+        members.extend(others.iter().map(|u| Member {
+            user: u.clone(),
+            admin: false,
+            joined_ms: now,
+        }));
+        let g = GroupRecord {
+            id: GroupId::generate(),
+            name: name.to_owned(),
+            created_by: c.user.clone(),
+            created_ms: now,
+            members,
+        };
+        let readers: Vec<UserId> = g.members.iter().map(|m| m.user.clone()).collect();
+        let desc = describe(&g);
+        let _guard = self.groups.changes.lock().await;
+        self.announce(
+            c,
+            g,
+            readers,
+            "created",
+            &others,
+            format!("{} created the group \"{name}\"", c.user),
+        )
+        .await?;
+        Ok(obj(json!({ "group": desc })))
+    }
+
+    pub(crate) async fn group_add(
+        &self,
+        c: &Client,
+        p: &Map<String, Value>,
+    ) -> Result<Map<String, Value>, ChatError> {
+        let id = group_param(p)?;
+        let wanted = members_param(p, true)?;
+        let _guard = self.groups.changes.lock().await;
+        let g = self.group_of_member(&id, &c.user).await?;
+        if !g.member(&c.user).is_some_and(|m| m.admin) {
+            return Err(ChatError::NotAuthorized("only admins add members".into()));
+        }
+        let new: Vec<UserId> = wanted
+            .into_iter()
+            .filter(|u| g.member(u).is_none())
+            .collect();
+        if new.is_empty() {
+            return Ok(obj(json!({ "group": describe(&g) })));
+        }
+        self.check_size(g.members.len() + new.len())?;
+        self.check_users_exist(&new).await?;
+        let mut next = (*g).clone();
+        let now = now_ms();
+        next.members.extend(new.iter().map(|u| Member {
+            user: u.clone(),
+            admin: false,
+            joined_ms: now,
+        }));
+        let readers: Vec<UserId> = next.members.iter().map(|m| m.user.clone()).collect();
+        let desc = describe(&next);
+        let names: Vec<&str> = new.iter().map(UserId::as_str).collect();
+        self.announce(
+            c,
+            next,
+            readers,
+            "added",
+            &new,
+            format!("{} added {}", c.user, names.join(", ")),
+        )
+        .await?;
+        Ok(obj(json!({ "group": desc })))
+    }
+
+    pub(crate) async fn group_remove(
+        &self,
+        c: &Client,
+        p: &Map<String, Value>,
+    ) -> Result<Map<String, Value>, ChatError> {
+        let id = group_param(p)?;
+        let wanted = members_param(p, true)?;
+        if wanted.contains(&c.user) {
+            return Err(ChatError::BadRequest(
+                "to remove yourself, use group.leave".into(),
+            ));
+        }
+        let _guard = self.groups.changes.lock().await;
+        let g = self.group_of_member(&id, &c.user).await?;
+        if !g.member(&c.user).is_some_and(|m| m.admin) {
+            return Err(ChatError::NotAuthorized(
+                "only admins remove members".into(),
+            ));
+        }
+        let gone: Vec<UserId> = wanted
+            .into_iter()
+            .filter(|u| g.member(u).is_some())
+            .collect();
+        if gone.is_empty() {
+            return Ok(obj(json!({ "group": describe(&g) })));
+        }
+        // The removed read the message that removes them, and nothing after it.
+        let readers: Vec<UserId> = g.members.iter().map(|m| m.user.clone()).collect();
+        let mut next = (*g).clone();
+        next.members.retain(|m| !gone.contains(&m.user));
+        let desc = describe(&next);
+        let names: Vec<&str> = gone.iter().map(UserId::as_str).collect();
+        self.announce(
+            c,
+            next,
+            readers,
+            "removed",
+            &gone,
+            format!("{} removed {}", c.user, names.join(", ")),
+        )
+        .await?;
+        Ok(obj(json!({ "group": desc })))
+    }
+
+    pub(crate) async fn group_leave(
+        &self,
+        c: &Client,
+        p: &Map<String, Value>,
+    ) -> Result<Map<String, Value>, ChatError> {
+        let id = group_param(p)?;
+        let _guard = self.groups.changes.lock().await;
+        let g = self.group_of_member(&id, &c.user).await?;
+        let readers: Vec<UserId> = g.members.iter().map(|m| m.user.clone()).collect();
+        let mut next = (*g).clone();
+        next.members.retain(|m| m.user != c.user);
+        let mut body = format!("{} left", c.user);
+        // A group is never left without an admin while it has members: the oldest member takes
+        // over (members are kept oldest first).
+        if !next.members.is_empty() && !next.members.iter().any(|m| m.admin) {
+            next.members[0].admin = true;
+            body.push_str(&format!("; {} is now an admin", next.members[0].user));
+        }
+        self.announce(
+            c,
+            next,
+            readers,
+            "left",
+            std::slice::from_ref(&c.user),
+            body,
+        )
+        .await?;
+        Ok(Map::new())
+    }
+
+    pub(crate) async fn group_info(
+        &self,
+        c: &Client,
+        p: &Map<String, Value>,
+    ) -> Result<Map<String, Value>, ChatError> {
+        let id = group_param(p)?;
+        let g = self.group_of_member(&id, &c.user).await?;
+        Ok(obj(json!({ "group": describe(&g) })))
+    }
+
+    /// Whether `a` and `b` are in a group together.
+    pub(crate) async fn share_a_group(&self, a: &UserId, b: &UserId) -> Result<bool, ChatError> {
+        let mine = self.store.groups_of(a).await?;
+        if mine.is_empty() {
+            return Ok(false);
+        }
+        let theirs = self.store.groups_of(b).await?;
+        Ok(mine.iter().any(|g| theirs.contains(g)))
+    }
+
+    /// The readers of a message to group chat `id` from `sender`: every member.
+    pub(crate) async fn group_readers(
+        &self,
+        id: &GroupId,
+        sender: &UserId,
+    ) -> Result<(ChatKey, Vec<UserId>), ChatError> {
+        let g = self.group_of_member(id, sender).await?;
+        Ok((
+            ChatAddr::Group(id.clone()).key(sender),
+            g.members.iter().map(|m| m.user.clone()).collect(),
+        ))
+    }
+}
+
+fn obj(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
