@@ -52,6 +52,22 @@ enum Scenario {
         #[arg(long, default_value = "bench")]
         prefix: String,
     },
+    /// natter's groups: one sender, one group of `members`, `sends` messages one at a time;
+    /// times each until the last member has it.
+    Group {
+        /// natter's HTTP address.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        http: String,
+        /// natter's admin token (default: read from ./data/admin.token).
+        #[arg(long)]
+        admin_token: Option<String>,
+        /// Members, the sender included, all online.
+        #[arg(long, default_value_t = 1000)]
+        members: usize,
+        /// Messages sent, one after another.
+        #[arg(long, default_value_t = 100)]
+        sends: usize,
+    },
     /// natter's protocol: sender i messages receiver i; users are created through the admin API.
     Direct {
         /// natter's HTTP address.
@@ -347,6 +363,12 @@ async fn main() -> anyhow::Result<()> {
             };
             run(&cli, "raw", plan).await
         }
+        Scenario::Group {
+            http,
+            admin_token: t,
+            members,
+            sends,
+        } => group(&cli, http, &admin_token(t)?, *members, *sends).await,
         Scenario::Direct {
             http,
             admin_token: t,
@@ -384,4 +406,140 @@ async fn main() -> anyhow::Result<()> {
             run(&cli, "direct", plan).await
         }
     }
+}
+
+/// Per send: how many members have it, and when the last one got it.
+type Arrivals = Arc<Mutex<Vec<(usize, Option<Instant>)>>>;
+
+async fn group(
+    cli: &Cli,
+    http: &str,
+    token: &str,
+    members: usize,
+    sends: usize,
+) -> anyhow::Result<()> {
+    let pw = "bench-pw";
+    let names: Vec<String> = (0..members).map(|i| format!("bench-gm{i}")).collect();
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        for chunk in names.chunks(members.div_ceil(4).max(1)) {
+            s.spawn(move || {
+                chunk
+                    .iter()
+                    .try_for_each(|n| create_user(http, token, n, pw))
+            });
+        }
+    });
+    println!(
+        "users           {members} ready in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let run = now_ns(t);
+    let arrivals: Arrivals = Arc::new(Mutex::new(vec![(0, None); sends]));
+    let (answers_tx, mut answers) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+    let mut clients = Vec::with_capacity(members);
+    let t = Instant::now();
+    for (i, n) in names.iter().enumerate() {
+        let arrivals = arrivals.clone();
+        let answers_tx = answers_tx.clone();
+        let prefix = format!("g{run}-");
+        let c = connect(
+            options(cli, &format!("{n}:dev"), Some((n, pw))),
+            move |ev| {
+                if let Event::Incoming(Packet::Publish(p)) = ev {
+                    if p.topic.starts_with("d/") {
+                        let _ = answers_tx.send(p.payload.to_vec());
+                        return;
+                    }
+                    let v: serde_json::Value =
+                        serde_json::from_slice(&p.payload).unwrap_or_default();
+                    let k = v["cid"]
+                        .as_str()
+                        .and_then(|c| c.strip_prefix(&prefix))
+                        .and_then(|k| k.parse::<usize>().ok());
+                    if let (Some(k), Ok(mut a)) = (k, arrivals.lock()) {
+                        if let Some(slot) = a.get_mut(k) {
+                            slot.0 += 1;
+                            slot.1 = Some(Instant::now());
+                        }
+                    }
+                }
+            },
+        )
+        .await?;
+        c.subscribe(format!("u/{n}/m"), QoS::AtLeastOnce).await?;
+        if i == 0 {
+            c.subscribe(format!("d/{n}/dev"), QoS::AtLeastOnce).await?;
+        }
+        clients.push(c);
+    }
+    println!(
+        "connected       {members} in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let owner = &clients[0];
+    let create = json!({"id": "create", "name": "bench", "members": names[1..]});
+    owner
+        .publish(
+            "q/group.create",
+            QoS::AtLeastOnce,
+            false,
+            create.to_string(),
+        )
+        .await?;
+    let answer = tokio::time::timeout(Duration::from_secs(30), answers.recv())
+        .await
+        .context("group.create answer")?;
+    let answer: serde_json::Value = serde_json::from_slice(&answer.unwrap_or_default())?;
+    let gid = answer["group"]["id"]
+        .as_str()
+        .context("group.create failed")?
+        .to_owned();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut h = hist();
+    let mut incomplete = 0;
+    for k in 0..sends {
+        let t0 = Instant::now();
+        let body = json!({"cid": format!("g{run}-{k}"), "body": "group bench"});
+        owner
+            .publish(
+                format!("m/g/{gid}"),
+                QoS::AtLeastOnce,
+                false,
+                body.to_string(),
+            )
+            .await?;
+        let deadline = t0 + Duration::from_secs(10);
+        loop {
+            let (count, last) = arrivals.lock().map(|a| a[k]).unwrap_or((0, None));
+            if count >= members {
+                let _ = h.record(
+                    last.map(|l| (l - t0).as_nanos() as u64)
+                        .unwrap_or(0)
+                        .max(1_000),
+                );
+                break;
+            }
+            if Instant::now() > deadline {
+                incomplete += 1;
+                break;
+            }
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+    }
+    println!("scenario        group ({members} members, all online, {sends} sends one at a time)");
+    println!(
+        "last member     p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms  ({incomplete} sends not seen by everyone in 10 s)",
+        ms(h.value_at_quantile(0.5)),
+        ms(h.value_at_quantile(0.99)),
+        ms(h.max())
+    );
+    println!("store writes    1 transaction (1 fsync) per send: 1 message row + {members} inbox rows + {members} seq heads + {members} chat rows");
+    println!(
+        "json            {}",
+        json!({"scenario": "group", "members": members, "sends": sends, "incomplete": incomplete,
+               "last_member_p50_ms": ms(h.value_at_quantile(0.5)), "last_member_p99_ms": ms(h.value_at_quantile(0.99)), "max_ms": ms(h.max())})
+    );
+    Ok(())
 }

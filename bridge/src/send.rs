@@ -21,6 +21,7 @@ impl Bridge {
         chat: &ChatAddr,
         payload: &[u8],
     ) -> Result<(), ChatError> {
+        let started = std::time::Instant::now();
         let send = wire::parse_send(payload)?;
         let readers = match chat {
             ChatAddr::User(peer) => {
@@ -47,6 +48,7 @@ impl Bridge {
                 group_update: None,
             })
             .await?;
+        let committed = started.elapsed();
         let m = &appended.message;
         self.broker
             .publish(
@@ -59,6 +61,13 @@ impl Bridge {
         // A resend of a known cid gets its receipt again (the first may have been lost with the
         // PUBACK) but is delivered to nobody a second time (a duplicate has no seqs).
         self.deliver(&appended).await;
+        tracing::debug!(
+            chat = %chat,
+            readers = appended.seqs.len(),
+            commit_us = committed.as_micros() as u64,
+            total_us = started.elapsed().as_micros() as u64,
+            "message stored and fanned out"
+        );
         Ok(())
     }
 }

@@ -49,11 +49,35 @@ struct DedupEntry {
     ts: u64,
 }
 
-#[derive(Serialize, Deserialize)]
+/// One reader's view of one chat. Written for every reader of every message (a thousand per
+/// message in a big group), so it is a fixed 32 bytes rather than JSON.
 struct ChatState {
     last_id: MsgId,
     last_seq: Seq,
     unread: u64,
+}
+
+impl ChatState {
+    fn encode(&self) -> [u8; 32] {
+        let mut b = [0u8; 32];
+        b[..16].copy_from_slice(&self.last_id.0.to_be_bytes());
+        b[16..24].copy_from_slice(&self.last_seq.to_be_bytes());
+        b[24..].copy_from_slice(&self.unread.to_be_bytes());
+        b
+    }
+
+    fn decode(b: &[u8]) -> Result<ChatState> {
+        let b: &[u8; 32] = b
+            .try_into()
+            .map_err(|_| corrupt("chat state is not 32 bytes"))?;
+        let u64_at = |i: usize| u64::from_be_bytes(b[i..i + 8].try_into().unwrap_or_default());
+        let id = u128::from_be_bytes(b[..16].try_into().unwrap_or_default());
+        Ok(ChatState {
+            last_id: MsgId(id),
+            last_seq: u64_at(16),
+            unread: u64_at(24),
+        })
+    }
 }
 
 /// How the embedded store is tuned.
@@ -341,11 +365,7 @@ fn write_batch(
                     .map_err(storage)?;
                 let key = (reader.as_str(), msg.chat.as_str());
                 let unread_before = match chats.get(key).map_err(storage)? {
-                    Some(g) => {
-                        serde_json::from_slice::<ChatState>(g.value())
-                            .map_err(corrupt)?
-                            .unread
-                    }
+                    Some(g) => ChatState::decode(g.value())?.unread,
                     None => 0,
                 };
                 let unread = if *reader == msg.from {
@@ -353,12 +373,12 @@ fn write_batch(
                 } else {
                     unread_before + 1
                 };
-                let state = serde_json::to_vec(&ChatState {
+                let state = ChatState {
                     last_id: id,
                     last_seq: seq,
                     unread,
-                })
-                .map_err(corrupt)?;
+                }
+                .encode();
                 chats.insert(key, state.as_slice()).map_err(storage)?;
                 seqs.push((reader.clone(), seq));
             }
@@ -583,7 +603,7 @@ impl crate::Store for EmbeddedStore {
             {
                 let (k, v) = row.map_err(storage)?;
                 let chat = ChatKey::from_stored(k.value().1.to_owned());
-                let state: ChatState = serde_json::from_slice(v.value()).map_err(corrupt)?;
+                let state = ChatState::decode(v.value())?;
                 let last = load_message(&messages, &chat, state.last_id)?;
                 out.push(ChatSummary {
                     chat,
