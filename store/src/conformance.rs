@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use natter_types::{ChatKey, DeviceId, UserId};
 
-use crate::{Content, GroupRecord, Member, NewMessage, Store, UserRecord};
+use crate::{
+    Content, GroupRecord, Member, NewMessage, ReceiptMark, ReceiptStatus, Store, UserRecord,
+};
 use natter_types::GroupId;
 
 fn user(s: &str) -> UserId {
@@ -49,6 +51,8 @@ pub async fn run_all(store: Arc<dyn Store>) {
     chats_list_last_message_and_unread(&*store).await;
     dedup_purge_forgets_old_cids(&*store).await;
     a_group_changes_with_its_system_message(&*store).await;
+    receipts_are_raised_once(&*store).await;
+    the_read_pointer_moves_forward_and_counts_down_unread(&*store).await;
 }
 
 /// Users: create, refuse a second create, change a password, list, remove.
@@ -311,4 +315,81 @@ pub async fn a_group_changes_with_its_system_message(store: &dyn Store) {
         .await
         .unwrap()
         .is_none());
+}
+
+/// A receipt status is reached once: a second device's ack, or a late `delivered` after
+/// `read`, changes nothing.
+pub async fn receipts_are_raised_once(store: &dyn Store) {
+    let (a, b) = (user("rc-alice"), user("rc-bob"));
+    let m = store
+        .append(text(&a, &b, Some("r1"), "hi"))
+        .await
+        .unwrap()
+        .message;
+    let mk = |status| ReceiptMark {
+        chat: m.chat.clone(),
+        id: m.id,
+        user: b.clone(),
+        status,
+    };
+    assert_eq!(
+        store
+            .mark(vec![mk(ReceiptStatus::Delivered)])
+            .await
+            .unwrap(),
+        vec![true]
+    );
+    assert_eq!(
+        store
+            .mark(vec![mk(ReceiptStatus::Delivered)])
+            .await
+            .unwrap(),
+        vec![false]
+    );
+    assert_eq!(
+        store
+            .mark(vec![mk(ReceiptStatus::Read), mk(ReceiptStatus::Delivered)])
+            .await
+            .unwrap(),
+        vec![true, false]
+    );
+}
+
+/// Reading up to a seq reports the messages from others it passes, once, and counts down the
+/// chat's unread; it never moves back.
+pub async fn the_read_pointer_moves_forward_and_counts_down_unread(store: &dyn Store) {
+    let (a, b) = (user("rp-alice"), user("rp-bob"));
+    let mut seqs = Vec::new();
+    for i in 0..3 {
+        let ap = store
+            .append(text(&a, &b, None, &format!("m{i}")))
+            .await
+            .unwrap();
+        seqs.push(ap.seqs.iter().find(|(u, _)| *u == b).unwrap().1);
+    }
+    let chat = ChatKey::direct(&a, &b);
+    assert_eq!(store.chats(&b).await.unwrap()[0].unread, 3);
+    let r = store.read_upto(&b, &chat, seqs[1]).await.unwrap();
+    let bodies: Vec<_> = r
+        .newly_read
+        .iter()
+        .map(|m| m.content.body.as_str())
+        .collect();
+    assert_eq!(bodies, ["m0", "m1"]);
+    assert_eq!(r.unread, 1);
+    assert_eq!(store.chats(&b).await.unwrap()[0].unread, 1);
+    let again = store.read_upto(&b, &chat, seqs[0]).await.unwrap();
+    assert!(again.newly_read.is_empty(), "the pointer never moves back");
+    assert_eq!(again.read_seq, seqs[1]);
+    let rest = store.read_upto(&b, &chat, u64::MAX).await.unwrap();
+    assert_eq!(rest.newly_read.len(), 1);
+    assert_eq!(rest.unread, 0);
+    assert_eq!(rest.read_seq, seqs[2], "clamped to the last message");
+    // Alice's own messages are never unread for her.
+    assert!(store
+        .read_upto(&a, &chat, u64::MAX)
+        .await
+        .unwrap()
+        .newly_read
+        .is_empty());
 }

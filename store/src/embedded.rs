@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
-    Appended, ChatSummary, GroupRecord, InboxItem, NewMessage, Result, StoreError, StoredMessage,
-    UserRecord,
+    Appended, ChatSummary, GroupRecord, InboxItem, NewMessage, ReadOutcome, ReceiptMark, Result,
+    StoreError, StoredMessage, UserRecord,
 };
 
 const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
@@ -33,6 +33,12 @@ const DEDUP: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("dedup"
 const CHATS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("chats");
 /// group id → group record JSON.
 const GROUPS: TableDefinition<&str, &[u8]> = TableDefinition::new("groups");
+/// (chat key, message id, recipient) → receipt status (1 delivered, 2 read).
+const RECEIPTS: TableDefinition<(&str, u128, &str), u8> = TableDefinition::new("receipts");
+/// Most inbox entries one read-pointer move looks at, and most messages it reports as newly
+/// read: bounds the work of `{"upto": …}` after a long absence.
+const READ_SCAN: usize = 5000;
+const READ_REPORT: usize = 1000;
 /// (user, group id) → (): who is in which group now.
 const MEMBERSHIPS: TableDefinition<(&str, &str), ()> = TableDefinition::new("memberships");
 
@@ -50,32 +56,36 @@ struct DedupEntry {
 }
 
 /// One reader's view of one chat. Written for every reader of every message (a thousand per
-/// message in a big group), so it is a fixed 32 bytes rather than JSON.
+/// message in a big group), so it is a fixed 40 bytes rather than JSON.
 struct ChatState {
     last_id: MsgId,
     last_seq: Seq,
     unread: u64,
+    /// The reader's read pointer: the inbox seq up to which they have read this chat.
+    read_seq: Seq,
 }
 
 impl ChatState {
-    fn encode(&self) -> [u8; 32] {
-        let mut b = [0u8; 32];
+    fn encode(&self) -> [u8; 40] {
+        let mut b = [0u8; 40];
         b[..16].copy_from_slice(&self.last_id.0.to_be_bytes());
         b[16..24].copy_from_slice(&self.last_seq.to_be_bytes());
-        b[24..].copy_from_slice(&self.unread.to_be_bytes());
+        b[24..32].copy_from_slice(&self.unread.to_be_bytes());
+        b[32..].copy_from_slice(&self.read_seq.to_be_bytes());
         b
     }
 
     fn decode(b: &[u8]) -> Result<ChatState> {
-        let b: &[u8; 32] = b
+        let b: &[u8; 40] = b
             .try_into()
-            .map_err(|_| corrupt("chat state is not 32 bytes"))?;
+            .map_err(|_| corrupt("chat state is not 40 bytes"))?;
         let u64_at = |i: usize| u64::from_be_bytes(b[i..i + 8].try_into().unwrap_or_default());
         let id = u128::from_be_bytes(b[..16].try_into().unwrap_or_default());
         Ok(ChatState {
             last_id: MsgId(id),
             last_seq: u64_at(16),
             unread: u64_at(24),
+            read_seq: u64_at(32),
         })
     }
 }
@@ -105,9 +115,27 @@ impl Default for EmbeddedOptions {
     }
 }
 
+/// What the writer thread does; everything that changes inboxes or chat state goes through it,
+/// so seqs, unread counts and read pointers never race.
+enum Op {
+    Append(NewMessage),
+    Mark(Vec<ReceiptMark>),
+    Read {
+        user: UserId,
+        chat: ChatKey,
+        upto: Seq,
+    },
+}
+
+enum Done {
+    Appended(Appended),
+    Marked(Vec<bool>),
+    Read(ReadOutcome),
+}
+
 struct Job {
-    msg: NewMessage,
-    reply: oneshot::Sender<Result<Appended>>,
+    op: Op,
+    reply: oneshot::Sender<Result<Done>>,
 }
 
 /// The redb-backed [`crate::Store`].
@@ -202,6 +230,7 @@ impl EmbeddedStore {
             txn.open_table(CHATS).map_err(storage)?;
             txn.open_table(GROUPS).map_err(storage)?;
             txn.open_table(MEMBERSHIPS).map_err(storage)?;
+            txn.open_table(RECEIPTS).map_err(storage)?;
         }
         txn.commit().map_err(storage)?;
         let db = Arc::new(Handle {
@@ -216,6 +245,18 @@ impl EmbeddedStore {
             .spawn(move || writer_loop(writer_db, rx, opts))
             .map_err(storage)?;
         Ok(EmbeddedStore { db, writer: tx })
+    }
+
+    /// Hands an operation to the writer thread and waits for its commit.
+    async fn submit(&self, op: Op) -> Result<Done> {
+        let (reply, rx) = oneshot::channel();
+        self.writer
+            .try_send(Job { op, reply })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => StoreError::Busy,
+                mpsc::error::TrySendError::Closed(_) => StoreError::Closed,
+            })?;
+        rx.await.map_err(|_| StoreError::Closed)?
     }
 
     /// Runs a read-only closure on a blocking thread, so that long reads never stall the
@@ -263,10 +304,10 @@ fn writer_loop(db: Arc<Handle>, mut rx: mpsc::Receiver<Job>, opts: EmbeddedOptio
                 Err(_) => break,
             }
         }
-        let msgs: Vec<&NewMessage> = batch.iter().map(|j| &j.msg).collect();
+        let ops: Vec<&Op> = batch.iter().map(|j| &j.op).collect();
         let result = db
             .get()
-            .and_then(|d| write_batch(&d, &msgs, &mut last_id, opts.dedup_ms));
+            .and_then(|d| write_batch(&d, &ops, &mut last_id, opts.dedup_ms));
         match result {
             Ok(results) => {
                 for (job, r) in batch.into_iter().zip(results) {
@@ -289,22 +330,38 @@ fn writer_loop(db: Arc<Handle>, mut rx: mpsc::Receiver<Job>, opts: EmbeddedOptio
 }
 
 /// Writes every message of a batch in one transaction; all or nothing.
-fn write_batch(
-    db: &Database,
-    msgs: &[&NewMessage],
-    last_id: &mut u128,
-    dedup_ms: u64,
-) -> Result<Vec<Appended>> {
+fn write_batch(db: &Database, ops: &[&Op], last_id: &mut u128, dedup_ms: u64) -> Result<Vec<Done>> {
     let txn = db.begin_write().map_err(storage)?;
-    let mut out = Vec::with_capacity(msgs.len());
+    let mut out = Vec::with_capacity(ops.len());
     let next_id = {
         let mut messages = txn.open_table(MESSAGES).map_err(storage)?;
         let mut inbox = txn.open_table(INBOX).map_err(storage)?;
         let mut heads = txn.open_table(INBOX_HEAD).map_err(storage)?;
         let mut dedup = txn.open_table(DEDUP).map_err(storage)?;
         let mut chats = txn.open_table(CHATS).map_err(storage)?;
+        let mut receipts = txn.open_table(RECEIPTS).map_err(storage)?;
         let mut next_id = *last_id;
-        for msg in msgs {
+        for op in ops {
+            let msg = match op {
+                Op::Append(msg) => msg,
+                Op::Mark(marks) => {
+                    out.push(Done::Marked(mark(&mut receipts, marks)?));
+                    continue;
+                }
+                Op::Read { user, chat, upto } => {
+                    let r = read_upto(
+                        &inbox,
+                        &messages,
+                        &mut chats,
+                        &mut receipts,
+                        user,
+                        chat,
+                        *upto,
+                    )?;
+                    out.push(Done::Read(r));
+                    continue;
+                }
+            };
             let now = now_ms();
             if let Some(cid) = &msg.cid {
                 let seen = dedup
@@ -320,11 +377,11 @@ fn write_batch(
                             .ok_or_else(|| corrupt("dedup entry without its message"))?;
                         let message: StoredMessage =
                             serde_json::from_slice(m.value()).map_err(corrupt)?;
-                        out.push(Appended {
+                        out.push(Done::Appended(Appended {
                             message,
                             seqs: Vec::new(),
                             duplicate: true,
-                        });
+                        }));
                         continue;
                     }
                 }
@@ -364,19 +421,24 @@ fn write_batch(
                     .insert((reader.as_str(), seq), entry.as_slice())
                     .map_err(storage)?;
                 let key = (reader.as_str(), msg.chat.as_str());
-                let unread_before = match chats.get(key).map_err(storage)? {
-                    Some(g) => ChatState::decode(g.value())?.unread,
-                    None => 0,
+                let (unread_before, read_before) = match chats.get(key).map_err(storage)? {
+                    Some(g) => {
+                        let st = ChatState::decode(g.value())?;
+                        (st.unread, st.read_seq)
+                    }
+                    None => (0, 0),
                 };
-                let unread = if *reader == msg.from {
-                    0
+                // Writing in a chat reads it: the sender's own message clears their unread.
+                let (unread, read_seq) = if *reader == msg.from {
+                    (0, seq)
                 } else {
-                    unread_before + 1
+                    (unread_before + 1, read_before)
                 };
                 let state = ChatState {
                     last_id: id,
                     last_seq: seq,
                     unread,
+                    read_seq,
                 }
                 .encode();
                 chats.insert(key, state.as_slice()).map_err(storage)?;
@@ -396,11 +458,11 @@ fn write_batch(
             if let Some(g) = &msg.group_update {
                 put_group(&txn, g)?;
             }
-            out.push(Appended {
+            out.push(Done::Appended(Appended {
                 message,
                 seqs,
                 duplicate: false,
-            });
+            }));
         }
         next_id
     };
@@ -408,6 +470,98 @@ fn write_batch(
     // Only a committed batch moves the id floor; a failed one leaves it as it was.
     *last_id = next_id;
     Ok(out)
+}
+
+type Receipts<'t> = redb::Table<'t, (&'static str, u128, &'static str), u8>;
+
+/// Raises receipt statuses; `true` where one was raised.
+fn mark(receipts: &mut Receipts<'_>, marks: &[ReceiptMark]) -> Result<Vec<bool>> {
+    let mut out = Vec::with_capacity(marks.len());
+    for m in marks {
+        let key = (m.chat.as_str(), m.id.0, m.user.as_str());
+        let before = receipts
+            .get(key)
+            .map_err(storage)?
+            .map(|g| g.value())
+            .unwrap_or(0);
+        let now = m.status as u8;
+        if now > before {
+            receipts.insert(key, now).map_err(storage)?;
+            out.push(true);
+        } else {
+            out.push(false);
+        }
+    }
+    Ok(out)
+}
+
+#[allow(clippy::too_many_arguments)] // the tables of one write transaction, opened once per batch
+fn read_upto(
+    inbox: &redb::Table<'_, (&'static str, u64), &'static [u8]>,
+    messages: &redb::Table<'_, (&'static str, u128), &'static [u8]>,
+    chats: &mut redb::Table<'_, (&'static str, &'static str), &'static [u8]>,
+    receipts: &mut Receipts<'_>,
+    user: &UserId,
+    chat: &ChatKey,
+    upto: Seq,
+) -> Result<ReadOutcome> {
+    let key = (user.as_str(), chat.as_str());
+    let Some(mut st) = chats
+        .get(key)
+        .map_err(storage)?
+        .map(|g| ChatState::decode(g.value()))
+        .transpose()?
+    else {
+        return Ok(ReadOutcome::default());
+    };
+    let upto = upto.min(st.last_seq);
+    if upto <= st.read_seq {
+        return Ok(ReadOutcome {
+            newly_read: Vec::new(),
+            unread: st.unread,
+            read_seq: st.read_seq,
+        });
+    }
+    let mut newly = Vec::new();
+    let mut passed = 0u64;
+    let range = inbox
+        .range((user.as_str(), st.read_seq + 1)..=(user.as_str(), upto))
+        .map_err(storage)?;
+    for row in range.take(READ_SCAN) {
+        let (_, v) = row.map_err(storage)?;
+        let entry: InboxEntry = serde_json::from_slice(v.value()).map_err(corrupt)?;
+        if entry.chat != *chat {
+            continue;
+        }
+        let m = load_message(messages, chat, entry.id)?;
+        if m.from == *user {
+            continue;
+        }
+        passed += 1;
+        let rkey = (chat.as_str(), m.id.0, user.as_str());
+        let before = receipts
+            .get(rkey)
+            .map_err(storage)?
+            .map(|g| g.value())
+            .unwrap_or(0);
+        if before < crate::ReceiptStatus::Read as u8 {
+            receipts
+                .insert(rkey, crate::ReceiptStatus::Read as u8)
+                .map_err(storage)?;
+            newly.push(m);
+        }
+    }
+    if newly.len() > READ_REPORT {
+        newly.drain(..newly.len() - READ_REPORT);
+    }
+    st.unread = st.unread.saturating_sub(passed);
+    st.read_seq = upto;
+    chats.insert(key, st.encode().as_slice()).map_err(storage)?;
+    Ok(ReadOutcome {
+        newly_read: newly,
+        unread: st.unread,
+        read_seq: upto,
+    })
 }
 
 /// Writes a group record and keeps the membership index in step with it.
@@ -518,14 +672,32 @@ impl crate::Store for EmbeddedStore {
     }
 
     async fn append(&self, msg: NewMessage) -> Result<Appended> {
-        let (reply, rx) = oneshot::channel();
-        self.writer
-            .try_send(Job { msg, reply })
-            .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => StoreError::Busy,
-                mpsc::error::TrySendError::Closed(_) => StoreError::Closed,
-            })?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        match self.submit(Op::Append(msg)).await? {
+            Done::Appended(a) => Ok(a),
+            _ => Err(corrupt("writer answered an append with something else")),
+        }
+    }
+
+    async fn mark(&self, marks: Vec<ReceiptMark>) -> Result<Vec<bool>> {
+        if marks.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self.submit(Op::Mark(marks)).await? {
+            Done::Marked(m) => Ok(m),
+            _ => Err(corrupt("writer answered a mark with something else")),
+        }
+    }
+
+    async fn read_upto(&self, user: &UserId, chat: &ChatKey, upto: Seq) -> Result<ReadOutcome> {
+        let op = Op::Read {
+            user: user.clone(),
+            chat: chat.clone(),
+            upto,
+        };
+        match self.submit(op).await? {
+            Done::Read(r) => Ok(r),
+            _ => Err(corrupt("writer answered a read with something else")),
+        }
     }
 
     async fn sync(

@@ -72,6 +72,13 @@ pub trait Store: Send + Sync + 'static {
     /// Forgets `(sender, cid)` pairs older than `older_than_ms` (Unix ms); returns how many.
     async fn purge_dedup(&self, older_than_ms: u64) -> Result<usize>;
 
+    /// Records receipts; for each mark, `true` if `user` reached that status for that message
+    /// just now (so the sender is told once), `false` if it already had.
+    async fn mark(&self, marks: Vec<ReceiptMark>) -> Result<Vec<bool>>;
+    /// Moves `user`'s read pointer in `chat` up to inbox seq `upto` (never back) and marks the
+    /// messages from others it passes as read.
+    async fn read_upto(&self, user: &UserId, chat: &ChatKey, upto: Seq) -> Result<ReadOutcome>;
+
     /// A group, if it exists. (Groups are written by [`Store::append`] with `group_update`.)
     async fn group(&self, id: &GroupId) -> Result<Option<GroupRecord>>;
     /// The groups `user` is a member of now.

@@ -142,3 +142,36 @@ pub struct ChatSummary {
     /// Messages from others not yet read.
     pub unread: u64,
 }
+
+/// How far a recipient has got with a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ReceiptStatus {
+    /// A device of the recipient has it.
+    Delivered = 1,
+    /// The recipient read it.
+    Read = 2,
+}
+
+/// "`user` has reached `status` for message `id` of `chat`".
+#[derive(Debug, Clone)]
+pub struct ReceiptMark {
+    /// The message's chat.
+    pub chat: ChatKey,
+    /// The message.
+    pub id: MsgId,
+    /// The recipient.
+    pub user: UserId,
+    /// How far.
+    pub status: ReceiptStatus,
+}
+
+/// The result of moving a read pointer.
+#[derive(Debug, Clone, Default)]
+pub struct ReadOutcome {
+    /// Messages from others that became read now (at most a bounded number, newest kept).
+    pub newly_read: Vec<StoredMessage>,
+    /// Unread messages left in the chat.
+    pub unread: u64,
+    /// The read pointer now (an inbox seq).
+    pub read_seq: Seq,
+}
