@@ -84,14 +84,42 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             )
         })?;
 
+    let presence: Arc<dyn natter_bridge::presence::PresenceBackend> =
+        match config.presence.backend.as_str() {
+            "redis" => Arc::new(
+                natter_bridge::presence::RedisPresence::new(
+                    &config.presence.redis_url,
+                    Duration::from_secs(config.presence.ttl_secs),
+                )
+                .with_context(|| {
+                    format!(
+                        "config key `presence.redis_url` = {:?}",
+                        config.presence.redis_url
+                    )
+                })?,
+            ),
+            _ => Arc::new(natter_bridge::presence::MemoryPresence::default()),
+        };
     let broker = Broker::new(config.clone()).await;
     let bridge = Arc::new(Bridge::new(
         store.clone(),
         broker.handle(),
         tokens,
         config.clone(),
+        presence,
     ));
     let running = broker.start(bridge.clone()).await?;
+
+    // Devices connected here stay online in a shared presence backend only while refreshed.
+    let refresher = bridge.clone();
+    let every = Duration::from_secs((config.presence.ttl_secs / 3).max(1));
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            refresher.refresh_presence().await;
+        }
+    });
 
     let app = crate::http::router(bridge.clone(), admin_token);
     let http_addr = http_listener.local_addr()?;

@@ -35,6 +35,9 @@ pub enum ChatError {
         /// The configured limit.
         limit: usize,
     },
+    /// Too many of something too fast (typing indicators).
+    #[error("{0}")]
+    RateLimited(String),
     /// A configured limit (group size) would be exceeded.
     #[error("{0}")]
     Limit(String),
@@ -62,6 +65,7 @@ impl ChatError {
             ChatError::BadRequest(_) => "bad_request",
             ChatError::TooLarge { .. } => "too_large",
             ChatError::Limit(_) => "limit_exceeded",
+            ChatError::RateLimited(_) => "rate_limited",
             ChatError::Unsupported(_) => "unsupported",
             ChatError::Busy => "busy",
             ChatError::Unavailable(_) => "unavailable",
@@ -80,7 +84,9 @@ impl ChatError {
                 Refusal::PayloadFormatInvalid
             }
             ChatError::TooLarge { .. } => Refusal::TooLarge,
-            ChatError::Busy | ChatError::Limit(_) => Refusal::QuotaExceeded,
+            ChatError::Busy | ChatError::Limit(_) | ChatError::RateLimited(_) => {
+                Refusal::QuotaExceeded
+            }
             ChatError::Unavailable(_) => Refusal::Unavailable,
         }
     }

@@ -8,6 +8,8 @@
 pub mod auth;
 mod error;
 mod groups;
+pub mod presence;
+mod receipts;
 mod requests;
 mod send;
 pub mod users;
@@ -20,7 +22,7 @@ use bytes::Bytes;
 use natter_broker::{AuthVerdict, BrokerHandle, Gate, PublishVerdict};
 use natter_config::Config;
 use natter_store::Store;
-use natter_types::{ChatAddr, ChatKey, Client, UserId};
+use natter_types::{ChatAddr, Client, UserId};
 
 pub use error::ChatError;
 
@@ -31,13 +33,15 @@ pub struct Bridge {
     tokens: Arc<auth::Tokens>,
     config: Arc<Config>,
     groups: groups::Groups,
+    presence: Arc<dyn presence::PresenceBackend>,
+    devices: receipts::Devices,
 }
 
 /// A topic a client published to, as the protocol reads it.
 enum Inbound<'a> {
     Message(ChatAddr),
-    Read,
-    Typing,
+    Read(ChatAddr),
+    Typing(ChatAddr),
     Request(&'a str),
 }
 
@@ -45,8 +49,8 @@ fn parse_topic(topic: &str) -> Option<Inbound<'_>> {
     let (head, rest) = topic.split_once('/')?;
     match head {
         "m" => rest.parse().ok().map(Inbound::Message),
-        "r" => rest.parse::<ChatAddr>().ok().map(|_| Inbound::Read),
-        "t" => rest.parse::<ChatAddr>().ok().map(|_| Inbound::Typing),
+        "r" => rest.parse().ok().map(Inbound::Read),
+        "t" => rest.parse().ok().map(Inbound::Typing),
         "q" if !rest.is_empty() && !rest.contains('/') => Some(Inbound::Request(rest)),
         _ => None,
     }
@@ -59,6 +63,7 @@ impl Bridge {
         broker: BrokerHandle,
         tokens: Arc<auth::Tokens>,
         config: Arc<Config>,
+        presence: Arc<dyn presence::PresenceBackend>,
     ) -> Bridge {
         Bridge {
             store,
@@ -66,6 +71,8 @@ impl Bridge {
             tokens,
             config,
             groups: groups::Groups::default(),
+            presence,
+            devices: receipts::Devices::default(),
         }
     }
 
@@ -107,12 +114,8 @@ impl Bridge {
         match parse_topic(topic) {
             Some(Inbound::Message(chat)) => self.send(client, &chat, &payload).await,
             Some(Inbound::Request(method)) => self.request(client, method, &payload).await,
-            Some(Inbound::Read) => Err(ChatError::Unsupported(
-                "read receipts are not built yet".into(),
-            )),
-            Some(Inbound::Typing) => Err(ChatError::Unsupported(
-                "typing indicators are not built yet".into(),
-            )),
+            Some(Inbound::Read(chat)) => self.read(client, &chat, &payload).await,
+            Some(Inbound::Typing(chat)) => self.typing(client, &chat, &payload).await,
             None => Err(ChatError::UnknownTopic(topic.to_owned())),
         }
     }
@@ -174,14 +177,7 @@ impl Gate for Bridge {
             ["u", user, "m" | "r" | "e" | "#"] => *user == me,
             ["d", user, device] => *user == me && *device == client.device.as_str(),
             ["p", user] => match UserId::new(user) {
-                Ok(u) if u == client.user => true,
-                Ok(u) => {
-                    self.store
-                        .in_chat(&client.user, &ChatKey::direct(&client.user, &u))
-                        .await
-                        .unwrap_or(false)
-                        || self.share_a_group(&client.user, &u).await.unwrap_or(false)
-                }
+                Ok(u) => self.may_see_presence(&client.user, &u).await,
                 Err(_) => false,
             },
             _ => false,
@@ -207,9 +203,15 @@ impl Gate for Bridge {
         }
     }
 
-    async fn acked(&self, _client: &Client, _topic: &str, _payload: &Bytes) {}
+    async fn acked(&self, client: &Client, topic: &str, payload: &Bytes) {
+        self.on_acked(client, topic, payload).await;
+    }
 
-    async fn connected(&self, _client: &Client) {}
+    async fn connected(&self, client: &Client) {
+        self.device_connected(client).await;
+    }
 
-    async fn disconnected(&self, _client: &Client) {}
+    async fn disconnected(&self, client: &Client) {
+        self.device_disconnected(client).await;
+    }
 }

@@ -72,6 +72,7 @@ impl Bridge {
             "group.remove" => self.group_remove(client, &params).await,
             "group.leave" => self.group_leave(client, &params).await,
             "group.info" => self.group_info(client, &params).await,
+            "presence" => self.presence_request(client, &params).await,
             other => Err(ChatError::UnknownMethod(other.to_owned())),
         };
         self.to_device(client, wire::answer_ok(&id, result?)).await;
@@ -96,6 +97,15 @@ impl Bridge {
                 .iter()
                 .map(|i| MessageOut::new(&i.message, &client.user, Some(i.seq))),
         );
+        // What a device fetched is delivered, as much as what it PUBACKed.
+        let fetched: Vec<_> = items
+            .iter()
+            .take(messages.len())
+            .map(|i| i.message.clone())
+            .collect();
+        if let Err(e) = self.delivered_by_sync(&client.user, &fetched).await {
+            tracing::warn!(error = %e, "delivered receipts for a sync not recorded");
+        }
         Ok(obj(json!({"messages": messages, "more": more || cut})))
     }
 

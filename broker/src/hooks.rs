@@ -47,7 +47,7 @@ pub(crate) async fn install(scx: &ServerContext, gate: Arc<dyn Gate>, rules: Arc
         Type::MessagePublishCheckAcl,
         Type::MessageAcked,
         Type::ClientConnected,
-        Type::SessionTerminated,
+        Type::ClientDisconnected,
     ] {
         register
             .add(
@@ -182,9 +182,9 @@ impl Handler for Hooks {
                 }
                 (true, acc)
             }
-            Parameter::SessionTerminated(s, reason) => {
+            Parameter::ClientDisconnected(s, reason) => {
                 if let Some(Who::User(c)) = who(s) {
-                    tracing::info!(client = %c, %reason, "session ended");
+                    tracing::info!(client = %c, %reason, "disconnected");
                     self.gate.disconnected(&c).await;
                 }
                 (true, acc)

@@ -65,6 +65,8 @@ pub struct Config {
     pub acl: Vec<AclRule>,
     /// An optional listener for clients without credentials.
     pub anonymous: Option<AnonymousConfig>,
+    /// Presence (online / last seen).
+    pub presence: PresenceConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -80,6 +82,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             acl: Vec::new(),
             anonymous: None,
+            presence: PresenceConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -276,6 +279,29 @@ pub struct AnonymousConfig {
     pub subscribe: Vec<String>,
 }
 
+/// Presence.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PresenceConfig {
+    /// `memory` (one node) or `redis` (shared by every node).
+    pub backend: String,
+    /// Redis URL, for `backend = "redis"`.
+    pub redis_url: String,
+    /// Seconds a device stays online in Redis without a refresh (a crashed node's users go
+    /// offline after this).
+    pub ttl_secs: u64,
+}
+
+impl Default for PresenceConfig {
+    fn default() -> Self {
+        PresenceConfig {
+            backend: "memory".into(),
+            redis_url: "redis://127.0.0.1:6379".into(),
+            ttl_secs: 60,
+        }
+    }
+}
+
 /// Logging.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -379,6 +405,20 @@ impl Config {
                 "store.backend",
                 format!("{:?}", self.store.backend),
                 "\"embedded\" (the Cassandra backend is not built yet)",
+            );
+        }
+        if !["memory", "redis"].contains(&self.presence.backend.as_str()) {
+            return invalid(
+                "presence.backend",
+                format!("{:?}", self.presence.backend),
+                "\"memory\" or \"redis\"",
+            );
+        }
+        if self.presence.ttl_secs < 3 {
+            return invalid(
+                "presence.ttl_secs",
+                self.presence.ttl_secs.to_string(),
+                "at least 3",
             );
         }
         if self.store.max_batch == 0 {

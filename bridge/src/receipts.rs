@@ -1,0 +1,430 @@
+//! Receipts (`delivered`, `read`), read pointers, typing, and presence transitions.
+//!
+//! `delivered` comes from a device's PUBACK of its QoS 1 delivery and from `sync`; `read` from
+//! `r/{chat}`. Each is sent to the sender once per recipient user per message: the store
+//! decides "once" (a second device's ack changes nothing).
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use bytes::Bytes;
+use natter_store::{ReceiptMark, ReceiptStatus, StoredMessage};
+use natter_types::{ChatAddr, ChatKey, Client, DeviceId, MsgId, UserId};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use crate::presence::now_ms;
+use crate::{Bridge, ChatError};
+
+/// Typing indicators a device may send in a burst, and per second after it.
+const TYPING_BURST: f64 = 5.0;
+const TYPING_PER_SEC: f64 = 1.0;
+/// Most ids one `{"ids": […]}` read receipt may name; most users one `presence` asks about.
+pub const MAX_READ_IDS: usize = 100;
+pub const MAX_PRESENCE_USERS: usize = 100;
+
+/// Per-connection state: how many connections a device has (takeovers overlap), and its typing
+/// allowance.
+#[derive(Default)]
+pub(crate) struct Devices {
+    map: std::sync::Mutex<HashMap<(UserId, DeviceId), DeviceState>>,
+}
+
+struct DeviceState {
+    connections: usize,
+    typing_tokens: f64,
+    typing_at: Instant,
+}
+
+impl Devices {
+    /// Counts a connection; `true` if it is the device's first.
+    fn up(&self, c: &Client) -> bool {
+        let mut m = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        let e = m
+            .entry((c.user.clone(), c.device.clone()))
+            .or_insert(DeviceState {
+                connections: 0,
+                typing_tokens: TYPING_BURST,
+                typing_at: Instant::now(),
+            });
+        e.connections += 1;
+        e.connections == 1
+    }
+
+    /// Drops a connection; `true` if it was the device's last.
+    fn down(&self, c: &Client) -> bool {
+        let mut m = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (c.user.clone(), c.device.clone());
+        match m.get_mut(&key) {
+            Some(e) if e.connections > 1 => {
+                e.connections -= 1;
+                false
+            }
+            Some(_) => {
+                m.remove(&key);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Takes one typing token; `false` when the device is over its rate.
+    fn allow_typing(&self, c: &Client) -> bool {
+        let mut m = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(e) = m.get_mut(&(c.user.clone(), c.device.clone())) else {
+            return false;
+        };
+        let now = Instant::now();
+        let refill = now.duration_since(e.typing_at).as_secs_f64() * TYPING_PER_SEC;
+        e.typing_tokens = (e.typing_tokens + refill).min(TYPING_BURST);
+        e.typing_at = now;
+        if e.typing_tokens >= 1.0 {
+            e.typing_tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Every device connected to this node.
+    pub(crate) fn all(&self) -> Vec<(UserId, DeviceId)> {
+        self.map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect()
+    }
+}
+
+/// The fields of a delivered message the acked hook needs.
+#[derive(Deserialize)]
+struct Acked {
+    id: MsgId,
+    chat: ChatAddr,
+    from: UserId,
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+/// System messages (group changes) are the chat's, not their author's: no receipts for them.
+fn wants_receipts(m: &StoredMessage, by: &UserId) -> bool {
+    m.from != *by && m.content.kind != "system"
+}
+
+fn receipt(m: &StoredMessage, status: &str, by: &UserId) -> Bytes {
+    let chat = m
+        .chat
+        .addr_for(&m.from)
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let v =
+        json!({"chat": chat, "id": m.id, "cid": m.cid, "status": status, "by": by, "ts": now_ms()});
+    Bytes::from(v.to_string())
+}
+
+impl Bridge {
+    /// Tells the senders of `msgs` that `by` reached `status`, where that is news.
+    async fn receipts(
+        &self,
+        msgs: &[StoredMessage],
+        by: &UserId,
+        status: ReceiptStatus,
+    ) -> Result<(), ChatError> {
+        let others: Vec<&StoredMessage> = msgs.iter().filter(|m| wants_receipts(m, by)).collect();
+        let marks = others
+            .iter()
+            .map(|m| ReceiptMark {
+                chat: m.chat.clone(),
+                id: m.id,
+                user: by.clone(),
+                status,
+            })
+            .collect();
+        let fresh = self.store.mark(marks).await?;
+        let word = if status == ReceiptStatus::Read {
+            "read"
+        } else {
+            "delivered"
+        };
+        for (m, new) in others.iter().zip(fresh) {
+            if new {
+                self.broker
+                    .publish(
+                        &format!("u/{}/r", m.from),
+                        receipt(m, word, by),
+                        true,
+                        false,
+                    )
+                    .await;
+            }
+        }
+        Ok(())
+    }
+
+    /// `delivered` for messages a device fetched with `sync`.
+    pub(crate) async fn delivered_by_sync(
+        &self,
+        reader: &UserId,
+        msgs: &[StoredMessage],
+    ) -> Result<(), ChatError> {
+        self.receipts(msgs, reader, ReceiptStatus::Delivered).await
+    }
+
+    /// A device PUBACKed a delivery: `delivered`, if it was a message from someone else.
+    pub(crate) async fn on_acked(&self, client: &Client, topic: &str, payload: &Bytes) {
+        if topic != format!("u/{}/m", client.user) {
+            return;
+        }
+        let Ok(a) = serde_json::from_slice::<Acked>(payload) else {
+            return;
+        };
+        if a.from == client.user || a.kind == "system" {
+            return;
+        }
+        let chat = a.chat.key(&client.user);
+        let mark = ReceiptMark {
+            chat: chat.clone(),
+            id: a.id,
+            user: client.user.clone(),
+            status: ReceiptStatus::Delivered,
+        };
+        match self.store.mark(vec![mark]).await {
+            Ok(fresh) if fresh.first() == Some(&true) => {
+                if let Ok((msgs, _)) = self.store.history(&chat, Some(MsgId(a.id.0 + 1)), 1).await {
+                    if let Some(m) = msgs.iter().find(|m| m.id == a.id) {
+                        self.broker
+                            .publish(
+                                &format!("u/{}/r", m.from),
+                                receipt(m, "delivered", &client.user),
+                                true,
+                                false,
+                            )
+                            .await;
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "delivered receipt not recorded"),
+        }
+    }
+
+    /// The chat key of `chat` for `me`, if `me` may use it (a one-to-one chat with an existing
+    /// user, or a group `me` is in).
+    async fn usable_chat(&self, me: &UserId, chat: &ChatAddr) -> Result<ChatKey, ChatError> {
+        match chat {
+            ChatAddr::User(peer) => {
+                if self.store.user(peer).await?.is_none() {
+                    return Err(ChatError::UnknownUser(peer.to_string()));
+                }
+                Ok(chat.key(me))
+            }
+            ChatAddr::Group(g) => Ok(self.group_readers(g, me).await?.0),
+        }
+    }
+
+    /// `r/{chat}`: `{"upto": SEQ}` moves the read pointer; `{"ids": […]}` marks messages read.
+    pub(crate) async fn read(
+        &self,
+        client: &Client,
+        chat: &ChatAddr,
+        payload: &[u8],
+    ) -> Result<(), ChatError> {
+        let v: Value =
+            serde_json::from_slice(payload).map_err(|e| ChatError::BadJson(e.to_string()))?;
+        let key = self.usable_chat(&client.user, chat).await?;
+        let mut event = json!({"type": "read", "chat": chat.to_string(), "dev": client.device});
+        if let Some(upto) = v.get("upto") {
+            let upto = upto
+                .as_u64()
+                .ok_or_else(|| ChatError::BadRequest("`upto` must be a seq number".into()))?;
+            let r = self.store.read_upto(&client.user, &key, upto).await?;
+            let word = "read";
+            for m in r
+                .newly_read
+                .iter()
+                .filter(|m| wants_receipts(m, &client.user))
+            {
+                self.broker
+                    .publish(
+                        &format!("u/{}/r", m.from),
+                        receipt(m, word, &client.user),
+                        true,
+                        false,
+                    )
+                    .await;
+            }
+            event["upto"] = json!(r.read_seq);
+            event["unread"] = json!(r.unread);
+        } else if let Some(ids) = v.get("ids").and_then(Value::as_array) {
+            if ids.is_empty() || ids.len() > MAX_READ_IDS {
+                return Err(ChatError::BadRequest(format!(
+                    "`ids` must hold 1 to {MAX_READ_IDS} message ids"
+                )));
+            }
+            let mut msgs = Vec::with_capacity(ids.len());
+            for id in ids {
+                let id: MsgId = id
+                    .as_str()
+                    .and_then(|s| s.parse().ok())
+                    .ok_or_else(|| ChatError::BadRequest(format!("{id} is not a message id")))?;
+                let (found, _) = self.store.history(&key, Some(MsgId(id.0 + 1)), 1).await?;
+                msgs.extend(found.into_iter().filter(|m| m.id == id));
+            }
+            self.receipts(&msgs, &client.user, ReceiptStatus::Read)
+                .await?;
+            event["ids"] = json!(msgs.iter().map(|m| m.id).collect::<Vec<_>>());
+        } else {
+            return Err(ChatError::BadRequest(
+                "a read receipt needs `upto` (a seq) or `ids`".into(),
+            ));
+        }
+        // The reader's other devices learn what was read here.
+        self.broker
+            .publish(
+                &format!("u/{}/e", client.user),
+                Bytes::from(event.to_string()),
+                true,
+                false,
+            )
+            .await;
+        Ok(())
+    }
+
+    /// `t/{chat}`: relayed at QoS 0 to the other members' `u/{x}/e`, never stored.
+    pub(crate) async fn typing(
+        &self,
+        client: &Client,
+        chat: &ChatAddr,
+        payload: &[u8],
+    ) -> Result<(), ChatError> {
+        let v: Value =
+            serde_json::from_slice(payload).map_err(|e| ChatError::BadJson(e.to_string()))?;
+        let state = v.get("state").and_then(Value::as_str).unwrap_or("");
+        if state != "typing" && state != "paused" {
+            return Err(ChatError::BadRequest(
+                "`state` must be \"typing\" or \"paused\"".into(),
+            ));
+        }
+        let readers: Vec<UserId> = match chat {
+            ChatAddr::User(peer) => {
+                self.usable_chat(&client.user, chat).await?;
+                vec![peer.clone()]
+            }
+            ChatAddr::Group(g) => self.group_readers(g, &client.user).await?.1,
+        };
+        if !self.devices.allow_typing(client) {
+            return Err(ChatError::RateLimited(
+                "typing indicators: at most 5 at once, then 1 a second".into(),
+            ));
+        }
+        for r in readers.iter().filter(|r| **r != client.user) {
+            let their_chat = match chat {
+                ChatAddr::User(_) => format!("u/{}", client.user),
+                ChatAddr::Group(g) => format!("g/{g}"),
+            };
+            let ev =
+                json!({"type": "typing", "chat": their_chat, "from": client.user, "state": state});
+            self.broker
+                .publish(
+                    &format!("u/{r}/e"),
+                    Bytes::from(ev.to_string()),
+                    false,
+                    false,
+                )
+                .await;
+        }
+        Ok(())
+    }
+
+    async fn publish_presence(&self, user: &UserId, online: bool, last_seen: u64) {
+        let state = if online { "online" } else { "offline" };
+        let v = json!({"state": state, "last_seen": last_seen});
+        self.broker
+            .publish(&format!("p/{user}"), Bytes::from(v.to_string()), true, true)
+            .await;
+    }
+
+    /// A connection of `c` is up.
+    pub(crate) async fn device_connected(&self, c: &Client) {
+        if !self.devices.up(c) {
+            return;
+        }
+        match self.presence.device_up(&c.user, &c.device).await {
+            Ok(true) => self.publish_presence(&c.user, true, now_ms()).await,
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, user = %c.user, "presence not updated"),
+        }
+    }
+
+    /// A connection of `c` ended.
+    pub(crate) async fn device_disconnected(&self, c: &Client) {
+        if !self.devices.down(c) {
+            return;
+        }
+        let now = now_ms();
+        match self.presence.device_down(&c.user, &c.device, now).await {
+            Ok(true) => self.publish_presence(&c.user, false, now).await,
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, user = %c.user, "presence not updated"),
+        }
+    }
+
+    /// Keeps this node's devices alive in the presence backend; run every `ttl / 3`.
+    pub async fn refresh_presence(&self) {
+        if let Err(e) = self.presence.refresh(&self.devices.all()).await {
+            tracing::warn!(error = %e, "presence refresh failed");
+        }
+    }
+
+    /// Whether `me` may see `user`'s presence: themselves, or someone they share a chat with.
+    pub(crate) async fn may_see_presence(&self, me: &UserId, user: &UserId) -> bool {
+        me == user
+            || self
+                .store
+                .in_chat(me, &ChatKey::direct(me, user))
+                .await
+                .unwrap_or(false)
+            || self.share_a_group(me, user).await.unwrap_or(false)
+    }
+
+    /// The `presence` request.
+    pub(crate) async fn presence_request(
+        &self,
+        c: &Client,
+        p: &Map<String, Value>,
+    ) -> Result<Map<String, Value>, ChatError> {
+        let users = p
+            .get("users")
+            .and_then(Value::as_array)
+            .filter(|u| !u.is_empty() && u.len() <= MAX_PRESENCE_USERS)
+            .ok_or_else(|| {
+                ChatError::BadRequest(format!(
+                    "`users` must list 1 to {MAX_PRESENCE_USERS} user ids"
+                ))
+            })?;
+        let mut out = Vec::with_capacity(users.len());
+        for u in users {
+            let name = u.as_str().unwrap_or_default();
+            let Ok(user) = UserId::new(name) else {
+                out.push(json!({"user": u, "state": "not_allowed"}));
+                continue;
+            };
+            if !self.may_see_presence(&c.user, &user).await {
+                out.push(json!({"user": user, "state": "not_allowed"}));
+                continue;
+            }
+            out.push(match self.presence.seen(&user).await {
+                Ok(s) => json!({
+                    "user": user,
+                    "state": if s.online { "online" } else { "offline" },
+                    "last_seen": s.last_seen,
+                }),
+                Err(_) => json!({"user": user, "state": "unknown"}),
+            });
+        }
+        let mut m = Map::new();
+        m.insert("presence".into(), Value::Array(out));
+        Ok(m)
+    }
+}
