@@ -118,7 +118,7 @@ impl Default for EmbeddedOptions {
 /// What the writer thread does; everything that changes inboxes or chat state goes through it,
 /// so seqs, unread counts and read pointers never race.
 enum Op {
-    Append(NewMessage),
+    Append(Box<NewMessage>),
     Mark(Vec<ReceiptMark>),
     Read {
         user: UserId,
@@ -128,7 +128,7 @@ enum Op {
 }
 
 enum Done {
-    Appended(Appended),
+    Appended(Box<Appended>),
     Marked(Vec<bool>),
     Read(ReadOutcome),
 }
@@ -377,11 +377,11 @@ fn write_batch(db: &Database, ops: &[&Op], last_id: &mut u128, dedup_ms: u64) ->
                             .ok_or_else(|| corrupt("dedup entry without its message"))?;
                         let message: StoredMessage =
                             serde_json::from_slice(m.value()).map_err(corrupt)?;
-                        out.push(Done::Appended(Appended {
+                        out.push(Done::Appended(Box::new(Appended {
                             message,
                             seqs: Vec::new(),
                             duplicate: true,
-                        }));
+                        })));
                         continue;
                     }
                 }
@@ -458,11 +458,11 @@ fn write_batch(db: &Database, ops: &[&Op], last_id: &mut u128, dedup_ms: u64) ->
             if let Some(g) = &msg.group_update {
                 put_group(&txn, g)?;
             }
-            out.push(Done::Appended(Appended {
+            out.push(Done::Appended(Box::new(Appended {
                 message,
                 seqs,
                 duplicate: false,
-            }));
+            })));
         }
         next_id
     };
@@ -672,8 +672,8 @@ impl crate::Store for EmbeddedStore {
     }
 
     async fn append(&self, msg: NewMessage) -> Result<Appended> {
-        match self.submit(Op::Append(msg)).await? {
-            Done::Appended(a) => Ok(a),
+        match self.submit(Op::Append(Box::new(msg))).await? {
+            Done::Appended(a) => Ok(*a),
             _ => Err(corrupt("writer answered an append with something else")),
         }
     }
