@@ -275,6 +275,14 @@ pub struct Mqtt {
     /// Publishes received but not yet consumed by a `recv`.
     pending: Vec<(String, Vec<u8>)>,
     next_request: u64,
+    pump: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Mqtt {
+    /// Dropping a client drops its socket at once, as a killed app does (no DISCONNECT).
+    fn drop(&mut self) {
+        self.pump.abort();
+    }
 }
 
 pub fn options(port: u16, client_id: &str, user: &str, password: &str) -> MqttOptions {
@@ -309,7 +317,7 @@ pub async fn connect_with(opts: MqttOptions) -> Result<Mqtt, ConnectReturnCode> 
         }
     }
     let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(pump(el, tx));
+    let pump = tokio::spawn(pump(el, tx));
     let (user, device) = client_id
         .split_once(':')
         .map(|(u, d)| (u.to_owned(), d.to_owned()))
@@ -321,6 +329,7 @@ pub async fn connect_with(opts: MqttOptions) -> Result<Mqtt, ConnectReturnCode> 
         events: rx,
         pending: Vec::new(),
         next_request: 0,
+        pump,
     })
 }
 
@@ -536,4 +545,100 @@ impl Mqtt {
     pub async fn event(&mut self) -> Seen {
         self.next_event().await
     }
+}
+
+/// A real `redis-server` on a free port, killed when dropped.
+pub struct Redis {
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl Redis {
+    pub fn start() -> Redis {
+        let mut r = Redis {
+            port: free_port(),
+            child: None,
+        };
+        r.spawn();
+        r
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (apt-get install redis-server)");
+        self.child = Some(child);
+        let deadline = Instant::now() + WAIT;
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// An MQTT 3.1.1 connection made by hand, so a test can go silent (no PINGREQ) or drop the
+/// socket without DISCONNECT, as a phone in a tunnel does.
+pub fn raw_connect(
+    port: u16,
+    client_id: &str,
+    user: &str,
+    password: &str,
+    keepalive: u16,
+) -> std::net::TcpStream {
+    use std::io::{Read, Write};
+    fn string(v: &mut Vec<u8>, s: &str) {
+        v.extend((s.len() as u16).to_be_bytes());
+        v.extend(s.as_bytes());
+    }
+    let mut body = Vec::new();
+    string(&mut body, "MQTT");
+    body.push(4); // 3.1.1
+    body.push(0xC2); // username, password, clean session
+    body.extend(keepalive.to_be_bytes());
+    string(&mut body, client_id);
+    string(&mut body, user);
+    string(&mut body, password);
+    assert!(body.len() < 128, "one-byte remaining length");
+    let mut packet = vec![0x10, body.len() as u8];
+    packet.extend(body);
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.write_all(&packet).unwrap();
+    let mut connack = [0u8; 4];
+    s.read_exact(&mut connack).unwrap();
+    assert_eq!(connack, [0x20, 2, 0, 0], "CONNACK accepted");
+    s
 }
