@@ -137,6 +137,22 @@ impl Bridge {
         Ok(())
     }
 
+    /// The group, if `user` is an admin of it (`verb` names what they tried, for the error).
+    async fn as_admin(
+        &self,
+        id: &GroupId,
+        user: &UserId,
+        verb: &str,
+    ) -> Result<Arc<GroupRecord>, ChatError> {
+        let g = self.group_of_member(id, user).await?;
+        if !g.member(user).is_some_and(|m| m.admin) {
+            return Err(ChatError::NotAuthorized(format!(
+                "only admins {verb} members"
+            )));
+        }
+        Ok(g)
+    }
+
     /// Commits `g` with a system message from `actor`, read by `readers`, then tells them.
     async fn announce(
         &self,
@@ -257,10 +273,7 @@ impl Bridge {
         let id = group_param(p)?;
         let wanted = members_param(p, true)?;
         let _guard = self.groups.changes.lock().await;
-        let g = self.group_of_member(&id, &c.user).await?;
-        if !g.member(&c.user).is_some_and(|m| m.admin) {
-            return Err(ChatError::NotAuthorized("only admins add members".into()));
-        }
+        let g = self.as_admin(&id, &c.user, "add").await?;
         let new: Vec<UserId> = wanted
             .into_iter()
             .filter(|u| g.member(u).is_none())
@@ -305,12 +318,7 @@ impl Bridge {
             ));
         }
         let _guard = self.groups.changes.lock().await;
-        let g = self.group_of_member(&id, &c.user).await?;
-        if !g.member(&c.user).is_some_and(|m| m.admin) {
-            return Err(ChatError::NotAuthorized(
-                "only admins remove members".into(),
-            ));
-        }
+        let g = self.as_admin(&id, &c.user, "remove").await?;
         let gone: Vec<UserId> = wanted
             .into_iter()
             .filter(|u| g.member(u).is_some())
@@ -386,17 +394,31 @@ impl Bridge {
         Ok(mine.iter().any(|g| theirs.contains(g)))
     }
 
-    /// The readers of a message to group chat `id` from `sender`: every member.
-    pub(crate) async fn group_readers(
+    /// The store key of `chat` for `me` and who is in it, if `me` may use it: a one-to-one
+    /// chat with an existing user (the two of them; `me` alone for notes to self), or a group
+    /// `me` is a member of (every member).
+    pub(crate) async fn chat_members(
         &self,
-        id: &GroupId,
-        sender: &UserId,
+        me: &UserId,
+        chat: &ChatAddr,
     ) -> Result<(ChatKey, Vec<UserId>), ChatError> {
-        let g = self.group_of_member(id, sender).await?;
-        Ok((
-            ChatAddr::Group(id.clone()).key(sender),
-            g.members.iter().map(|m| m.user.clone()).collect(),
-        ))
+        let members = match chat {
+            ChatAddr::User(peer) => {
+                if self.store.user(peer).await?.is_none() {
+                    return Err(ChatError::UnknownUser(peer.to_string()));
+                }
+                if peer == me {
+                    vec![me.clone()]
+                } else {
+                    vec![me.clone(), peer.clone()]
+                }
+            }
+            ChatAddr::Group(id) => {
+                let g = self.group_of_member(id, me).await?;
+                g.members.iter().map(|m| m.user.clone()).collect()
+            }
+        };
+        Ok((chat.key(me), members))
     }
 }
 

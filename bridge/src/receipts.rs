@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use crate::presence::now_ms;
-use crate::{Bridge, ChatError};
+use crate::{wire, Bridge, ChatError};
 
 /// Typing indicators a device may send in a burst, and per second after it.
 const TYPING_BURST: f64 = 5.0;
@@ -209,20 +209,6 @@ impl Bridge {
         }
     }
 
-    /// The chat key of `chat` for `me`, if `me` may use it (a one-to-one chat with an existing
-    /// user, or a group `me` is in).
-    async fn usable_chat(&self, me: &UserId, chat: &ChatAddr) -> Result<ChatKey, ChatError> {
-        match chat {
-            ChatAddr::User(peer) => {
-                if self.store.user(peer).await?.is_none() {
-                    return Err(ChatError::UnknownUser(peer.to_string()));
-                }
-                Ok(chat.key(me))
-            }
-            ChatAddr::Group(g) => Ok(self.group_readers(g, me).await?.0),
-        }
-    }
-
     /// `r/{chat}`: `{"upto": SEQ}` moves the read pointer; `{"ids": […]}` marks messages read.
     pub(crate) async fn read(
         &self,
@@ -230,9 +216,8 @@ impl Bridge {
         chat: &ChatAddr,
         payload: &[u8],
     ) -> Result<(), ChatError> {
-        let v: Value =
-            serde_json::from_slice(payload).map_err(|e| ChatError::BadJson(e.to_string()))?;
-        let key = self.usable_chat(&client.user, chat).await?;
+        let v = wire::parse_json(payload)?;
+        let (key, _) = self.chat_members(&client.user, chat).await?;
         let mut event = json!({"type": "read", "chat": chat.to_string(), "dev": client.device});
         if let Some(upto) = v.get("upto") {
             let upto = upto
@@ -298,21 +283,14 @@ impl Bridge {
         chat: &ChatAddr,
         payload: &[u8],
     ) -> Result<(), ChatError> {
-        let v: Value =
-            serde_json::from_slice(payload).map_err(|e| ChatError::BadJson(e.to_string()))?;
+        let v = wire::parse_json(payload)?;
         let state = v.get("state").and_then(Value::as_str).unwrap_or("");
         if state != "typing" && state != "paused" {
             return Err(ChatError::BadRequest(
                 "`state` must be \"typing\" or \"paused\"".into(),
             ));
         }
-        let readers: Vec<UserId> = match chat {
-            ChatAddr::User(peer) => {
-                self.usable_chat(&client.user, chat).await?;
-                vec![peer.clone()]
-            }
-            ChatAddr::Group(g) => self.group_readers(g, &client.user).await?.1,
-        };
+        let (_, readers) = self.chat_members(&client.user, chat).await?;
         if !self.devices.allow_typing(client) {
             return Err(ChatError::RateLimited(
                 "typing indicators: at most 5 at once, then 1 a second".into(),

@@ -49,8 +49,7 @@ impl Bridge {
         method: &str,
         payload: &[u8],
     ) -> Result<(), ChatError> {
-        let v: Value =
-            serde_json::from_slice(payload).map_err(|e| ChatError::BadJson(e.to_string()))?;
+        let v = wire::parse_json(payload)?;
         let Value::Object(params) = v else {
             return Err(ChatError::BadJson("expected a JSON object".into()));
         };

@@ -23,23 +23,11 @@ impl Bridge {
     ) -> Result<(), ChatError> {
         let started = std::time::Instant::now();
         let send = wire::parse_send(payload)?;
-        let readers = match chat {
-            ChatAddr::User(peer) => {
-                if self.store.user(peer).await?.is_none() {
-                    return Err(ChatError::UnknownUser(peer.to_string()));
-                }
-                if *peer == client.user {
-                    vec![client.user.clone()]
-                } else {
-                    vec![client.user.clone(), peer.clone()]
-                }
-            }
-            ChatAddr::Group(g) => self.group_readers(g, &client.user).await?.1,
-        };
+        let (key, readers) = self.chat_members(&client.user, chat).await?;
         let appended = self
             .store
             .append(NewMessage {
-                chat: chat.key(&client.user),
+                chat: key,
                 from: client.user.clone(),
                 dev: client.device.clone(),
                 cid: send.cid,

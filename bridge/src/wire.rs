@@ -115,6 +115,11 @@ pub fn parse_send(payload: &[u8]) -> Result<Send, ChatError> {
     })
 }
 
+/// Any JSON payload (requests, read receipts, typing).
+pub fn parse_json(payload: &[u8]) -> Result<Value, ChatError> {
+    serde_json::from_slice(payload).map_err(|e| ChatError::BadJson(e.to_string()))
+}
+
 /// A message as one reader sees it.
 #[derive(Serialize)]
 pub struct MessageOut<'a> {
