@@ -48,7 +48,7 @@ async fn presence_suite(s: &Server) {
     assert_eq!(q["last_seen"], off["last_seen"]);
 
     // Two devices: offline only when the last goes; a dropped socket counts as gone.
-    let bob_phone = raw_connect(s.mqtt, "bob:phone", "bob", "pw", 60);
+    let bob_phone = raw_connect(s.mqtt, "bob:phone2", "bob", "pw", 60);
     assert_eq!(next_presence(&mut alice).await["state"], "online");
     let bob_laptop = connect(s.mqtt, "bob", "laptop", "pw").await;
     drop(bob_phone);

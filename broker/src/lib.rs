@@ -152,7 +152,10 @@ pub struct RunningBroker {
 impl Broker {
     /// Prepares a broker for `config`.
     pub async fn new(config: Arc<Config>) -> Broker {
-        let scx = ServerContext::new().build().await;
+        // rmqtt refuses CONNECTs ("server unavailable") while the machine's load average is
+        // high, whatever causes it; natter bounds its own work (connection and handshake limits,
+        // the store's queue) instead of refusing users for another process's load.
+        let scx = ServerContext::new().busy_check_enable(false).build().await;
         *scx.extends.retain_mut().await = Box::new(retain::MemoryRetain::new(100_000));
         Broker { scx, config }
     }
