@@ -154,15 +154,26 @@ impl Bridge {
     }
 
     /// Commits `g` with a system message from `actor`, read by `readers`, then tells them.
+    ///
+    /// The readers are everyone in the group before or after the change, so a member who is
+    /// removed or leaves reads the message that says so, and nothing after it. Returns the
+    /// group's new description.
     async fn announce(
         &self,
         actor: &Client,
+        before: Option<&GroupRecord>,
         g: GroupRecord,
-        readers: Vec<UserId>,
         action: &str,
         members: &[UserId],
         body: String,
-    ) -> Result<(), ChatError> {
+    ) -> Result<Value, ChatError> {
+        let mut readers: Vec<UserId> = g.members.iter().map(|m| m.user.clone()).collect();
+        for m in before.map(|b| b.members.as_slice()).unwrap_or_default() {
+            if g.member(&m.user).is_none() {
+                readers.push(m.user.clone());
+            }
+        }
+        let desc = describe(&g);
         let event = json!({"action": action, "by": actor.user, "members": members});
         let appended = self
             .store
@@ -199,7 +210,7 @@ impl Bridge {
                 .publish(&format!("u/{reader}/e"), ev.clone(), true, false)
                 .await;
         }
-        Ok(())
+        Ok(desc)
     }
 
     /// Publishes a stored message to each reader's devices, each with their own seq.
@@ -250,18 +261,17 @@ impl Bridge {
             created_ms: now,
             members,
         };
-        let readers: Vec<UserId> = g.members.iter().map(|m| m.user.clone()).collect();
-        let desc = describe(&g);
         let _guard = self.groups.changes.lock().await;
-        self.announce(
-            c,
-            g,
-            readers,
-            "created",
-            &others,
-            format!("{} created the group \"{name}\"", c.user),
-        )
-        .await?;
+        let desc = self
+            .announce(
+                c,
+                None,
+                g,
+                "created",
+                &others,
+                format!("{} created the group \"{name}\"", c.user),
+            )
+            .await?;
         Ok(obj(json!({ "group": desc })))
     }
 
@@ -290,18 +300,17 @@ impl Bridge {
             admin: false,
             joined_ms: now,
         }));
-        let readers: Vec<UserId> = next.members.iter().map(|m| m.user.clone()).collect();
-        let desc = describe(&next);
         let names: Vec<&str> = new.iter().map(UserId::as_str).collect();
-        self.announce(
-            c,
-            next,
-            readers,
-            "added",
-            &new,
-            format!("{} added {}", c.user, names.join(", ")),
-        )
-        .await?;
+        let desc = self
+            .announce(
+                c,
+                Some(&g),
+                next,
+                "added",
+                &new,
+                format!("{} added {}", c.user, names.join(", ")),
+            )
+            .await?;
         Ok(obj(json!({ "group": desc })))
     }
 
@@ -326,21 +335,19 @@ impl Bridge {
         if gone.is_empty() {
             return Ok(obj(json!({ "group": describe(&g) })));
         }
-        // The removed read the message that removes them, and nothing after it.
-        let readers: Vec<UserId> = g.members.iter().map(|m| m.user.clone()).collect();
         let mut next = (*g).clone();
         next.members.retain(|m| !gone.contains(&m.user));
-        let desc = describe(&next);
         let names: Vec<&str> = gone.iter().map(UserId::as_str).collect();
-        self.announce(
-            c,
-            next,
-            readers,
-            "removed",
-            &gone,
-            format!("{} removed {}", c.user, names.join(", ")),
-        )
-        .await?;
+        let desc = self
+            .announce(
+                c,
+                Some(&g),
+                next,
+                "removed",
+                &gone,
+                format!("{} removed {}", c.user, names.join(", ")),
+            )
+            .await?;
         Ok(obj(json!({ "group": desc })))
     }
 
@@ -352,7 +359,6 @@ impl Bridge {
         let id = group_param(p)?;
         let _guard = self.groups.changes.lock().await;
         let g = self.group_of_member(&id, &c.user).await?;
-        let readers: Vec<UserId> = g.members.iter().map(|m| m.user.clone()).collect();
         let mut next = (*g).clone();
         next.members.retain(|m| m.user != c.user);
         let mut body = format!("{} left", c.user);
@@ -364,8 +370,8 @@ impl Bridge {
         }
         self.announce(
             c,
+            Some(&g),
             next,
-            readers,
             "left",
             std::slice::from_ref(&c.user),
             body,
