@@ -191,8 +191,8 @@ impl Bridge {
         };
         match self.store.mark(vec![mark]).await {
             Ok(fresh) if fresh.first() == Some(&true) => {
-                if let Ok((msgs, _)) = self.store.history(&chat, Some(MsgId(a.id.0 + 1)), 1).await {
-                    if let Some(m) = msgs.iter().find(|m| m.id == a.id) {
+                if let Ok(found) = self.store.message(&chat, a.id).await {
+                    if let Some(m) = found.as_ref() {
                         self.broker
                             .publish(
                                 &format!("u/{}/r", m.from),
@@ -253,8 +253,7 @@ impl Bridge {
                     .as_str()
                     .and_then(|s| s.parse().ok())
                     .ok_or_else(|| ChatError::BadRequest(format!("{id} is not a message id")))?;
-                let (found, _) = self.store.history(&key, Some(MsgId(id.0 + 1)), 1).await?;
-                msgs.extend(found.into_iter().filter(|m| m.id == id));
+                msgs.extend(self.store.message(&key, id).await?);
             }
             self.receipts(&msgs, &client.user, ReceiptStatus::Read)
                 .await?;

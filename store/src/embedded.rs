@@ -762,6 +762,17 @@ impl crate::Store for EmbeddedStore {
         .await
     }
 
+    async fn message(&self, chat: &ChatKey, id: MsgId) -> Result<Option<StoredMessage>> {
+        let chat = chat.clone();
+        self.read(move |txn| {
+            let messages = txn.open_table(MESSAGES).map_err(storage)?;
+            let m = messages.get((chat.as_str(), id.0)).map_err(storage)?;
+            m.map(|m| serde_json::from_slice(m.value()).map_err(corrupt))
+                .transpose()
+        })
+        .await
+    }
+
     async fn chats(&self, user: &UserId) -> Result<Vec<ChatSummary>> {
         let user = user.clone();
         self.read(move |txn| {

@@ -65,6 +65,8 @@ pub trait Store: Send + Sync + 'static {
         before: Option<MsgId>,
         limit: usize,
     ) -> Result<(Vec<StoredMessage>, bool)>;
+    /// One message of a chat, if it exists.
+    async fn message(&self, chat: &ChatKey, id: MsgId) -> Result<Option<StoredMessage>>;
     /// The chats `user` has messages in, with the last message and unread count, newest first.
     async fn chats(&self, user: &UserId) -> Result<Vec<ChatSummary>>;
     /// Whether `user` has an inbox entry in `chat`.
