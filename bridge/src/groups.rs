@@ -9,14 +9,13 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use natter_store::{Appended, Content, GroupRecord, Member, NewMessage};
 use natter_types::{ChatAddr, ChatKey, Client, GroupId, UserId};
 use serde_json::{json, Map, Value};
 
-use crate::wire::MessageOut;
-use crate::{Bridge, ChatError};
+use crate::wire::{obj, MessageOut};
+use crate::{now_ms, Bridge, ChatError};
 
 /// Longest group name, in characters.
 pub const MAX_NAME_CHARS: usize = 100;
@@ -26,13 +25,6 @@ pub const MAX_NAME_CHARS: usize = 100;
 pub(crate) struct Groups {
     cache: std::sync::RwLock<HashMap<GroupId, Arc<GroupRecord>>>,
     changes: tokio::sync::Mutex<()>,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 fn group_param(params: &Map<String, Value>) -> Result<GroupId, ChatError> {
@@ -213,6 +205,23 @@ impl Bridge {
         Ok(desc)
     }
 
+    /// Announces that `actor` `action` (`added`, `removed`) `who`, and answers with the group.
+    async fn members_changed(
+        &self,
+        actor: &Client,
+        before: &GroupRecord,
+        next: GroupRecord,
+        action: &str,
+        who: &[UserId],
+    ) -> Result<Map<String, Value>, ChatError> {
+        let names: Vec<&str> = who.iter().map(UserId::as_str).collect();
+        let body = format!("{} {action} {}", actor.user, names.join(", "));
+        let desc = self
+            .announce(actor, Some(before), next, action, who, body)
+            .await?;
+        Ok(obj(json!({ "group": desc })))
+    }
+
     /// Publishes a stored message to each reader's devices, each with their own seq.
     pub(crate) async fn deliver(&self, appended: &Appended) {
         let m = &appended.message;
@@ -300,18 +309,7 @@ impl Bridge {
             admin: false,
             joined_ms: now,
         }));
-        let names: Vec<&str> = new.iter().map(UserId::as_str).collect();
-        let desc = self
-            .announce(
-                c,
-                Some(&g),
-                next,
-                "added",
-                &new,
-                format!("{} added {}", c.user, names.join(", ")),
-            )
-            .await?;
-        Ok(obj(json!({ "group": desc })))
+        self.members_changed(c, &g, next, "added", &new).await
     }
 
     pub(crate) async fn group_remove(
@@ -337,18 +335,7 @@ impl Bridge {
         }
         let mut next = (*g).clone();
         next.members.retain(|m| !gone.contains(&m.user));
-        let names: Vec<&str> = gone.iter().map(UserId::as_str).collect();
-        let desc = self
-            .announce(
-                c,
-                Some(&g),
-                next,
-                "removed",
-                &gone,
-                format!("{} removed {}", c.user, names.join(", ")),
-            )
-            .await?;
-        Ok(obj(json!({ "group": desc })))
+        self.members_changed(c, &g, next, "removed", &gone).await
     }
 
     pub(crate) async fn group_leave(
@@ -425,12 +412,5 @@ impl Bridge {
             }
         };
         Ok((chat.key(me), members))
-    }
-}
-
-fn obj(v: Value) -> Map<String, Value> {
-    match v {
-        Value::Object(m) => m,
-        _ => Map::new(),
     }
 }

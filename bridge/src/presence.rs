@@ -10,10 +10,12 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use natter_types::{DeviceId, UserId};
+
+use crate::now_ms;
 
 /// What a backend knows of a user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,14 +47,6 @@ pub trait PresenceBackend: Send + Sync {
     async fn seen(&self, user: &UserId) -> Result<Seen, PresenceError>;
     /// Re-asserts the devices connected to this node (Redis: pushes their expiry forward).
     async fn refresh(&self, devices: &[(UserId, DeviceId)]) -> Result<(), PresenceError>;
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// One node's presence, in memory.

@@ -13,8 +13,7 @@ use natter_types::{ChatAddr, ChatKey, Client, DeviceId, MsgId, UserId};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use crate::presence::now_ms;
-use crate::{wire, Bridge, ChatError};
+use crate::{now_ms, wire, Bridge, ChatError};
 
 /// Typing indicators a device may send in a burst, and per second after it.
 const TYPING_BURST: f64 = 5.0;
@@ -112,18 +111,20 @@ fn wants_receipts(m: &StoredMessage, by: &UserId) -> bool {
     m.from != *by && m.content.kind != "system"
 }
 
-fn receipt(m: &StoredMessage, status: &str, by: &UserId) -> Bytes {
-    let chat = m
-        .chat
-        .addr_for(&m.from)
-        .map(|a| a.to_string())
-        .unwrap_or_default();
-    let v =
-        json!({"chat": chat, "id": m.id, "cid": m.cid, "status": status, "by": by, "ts": now_ms()});
-    Bytes::from(v.to_string())
-}
-
 impl Bridge {
+    /// Publishes `by`'s `status` for `m` to the sender's `u/{from}/r`.
+    async fn tell_sender(&self, m: &StoredMessage, status: ReceiptStatus, by: &UserId) {
+        let word = if status == ReceiptStatus::Read {
+            "read"
+        } else {
+            "delivered"
+        };
+        let r = wire::receipt(m, word, Some(by), now_ms());
+        self.broker
+            .publish(&format!("u/{}/r", m.from), r, true, false)
+            .await;
+    }
+
     /// Tells the senders of `msgs` that `by` reached `status`, where that is news.
     async fn receipts(
         &self,
@@ -142,21 +143,9 @@ impl Bridge {
             })
             .collect();
         let fresh = self.store.mark(marks).await?;
-        let word = if status == ReceiptStatus::Read {
-            "read"
-        } else {
-            "delivered"
-        };
         for (m, new) in others.iter().zip(fresh) {
             if new {
-                self.broker
-                    .publish(
-                        &format!("u/{}/r", m.from),
-                        receipt(m, word, by),
-                        true,
-                        false,
-                    )
-                    .await;
+                self.tell_sender(m, status, by).await;
             }
         }
         Ok(())
@@ -193,13 +182,7 @@ impl Bridge {
             Ok(fresh) if fresh.first() == Some(&true) => {
                 if let Ok(found) = self.store.message(&chat, a.id).await {
                     if let Some(m) = found.as_ref() {
-                        self.broker
-                            .publish(
-                                &format!("u/{}/r", m.from),
-                                receipt(m, "delivered", &client.user),
-                                true,
-                                false,
-                            )
+                        self.tell_sender(m, ReceiptStatus::Delivered, &client.user)
                             .await;
                     }
                 }
@@ -224,20 +207,12 @@ impl Bridge {
                 .as_u64()
                 .ok_or_else(|| ChatError::BadRequest("`upto` must be a seq number".into()))?;
             let r = self.store.read_upto(&client.user, &key, upto).await?;
-            let word = "read";
             for m in r
                 .newly_read
                 .iter()
                 .filter(|m| wants_receipts(m, &client.user))
             {
-                self.broker
-                    .publish(
-                        &format!("u/{}/r", m.from),
-                        receipt(m, word, &client.user),
-                        true,
-                        false,
-                    )
-                    .await;
+                self.tell_sender(m, ReceiptStatus::Read, &client.user).await;
             }
             event["upto"] = json!(r.read_seq);
             event["unread"] = json!(r.unread);

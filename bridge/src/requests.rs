@@ -3,7 +3,7 @@
 use natter_types::{ChatAddr, Client, MsgId};
 use serde_json::{json, Map, Value};
 
-use crate::wire::{self, MessageOut};
+use crate::wire::{self, obj, MessageOut};
 use crate::{Bridge, ChatError};
 
 /// Most messages one `sync` returns.
@@ -159,12 +159,5 @@ impl Bridge {
             })
             .collect();
         Ok(obj(json!({"chats": chats})))
-    }
-}
-
-fn obj(v: Value) -> Map<String, Value> {
-    match v {
-        Value::Object(m) => m,
-        _ => Map::new(),
     }
 }

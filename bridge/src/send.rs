@@ -41,7 +41,7 @@ impl Bridge {
         self.broker
             .publish(
                 &format!("u/{}/r", client.user),
-                wire::sent_receipt(m),
+                wire::receipt(m, "sent", None, m.ts),
                 true,
                 false,
             )

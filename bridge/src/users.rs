@@ -1,7 +1,5 @@
 //! User administration, shared by the HTTP admin API and `natter user …` when no server runs.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use natter_store::{Store, StoreError, UserRecord};
 use natter_types::UserId;
 
@@ -46,10 +44,7 @@ async fn hash(password: &str) -> String {
 pub async fn add(store: &dyn Store, name: &str, password: &str) -> Result<UserId, UserError> {
     let id = UserId::new(name)?;
     check_password(password)?;
-    let created_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
+    let created_ms = crate::now_ms();
     let rec = UserRecord {
         id: id.clone(),
         password_hash: hash(password).await,

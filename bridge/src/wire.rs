@@ -162,15 +162,27 @@ impl<'a> MessageOut<'a> {
     }
 }
 
-/// A `sent` receipt for the sender.
-pub fn sent_receipt(m: &StoredMessage) -> Bytes {
+/// A receipt for the sender of `m`: `status` (`sent`, `delivered`, `read`) at `ts`, `by` the
+/// recipient (none for `sent`), with the chat as the sender names it.
+pub fn receipt(m: &StoredMessage, status: &str, by: Option<&UserId>, ts: u64) -> Bytes {
     let chat = m
         .chat
         .addr_for(&m.from)
         .map(|a| a.to_string())
         .unwrap_or_default();
-    let v = json!({"chat": chat, "id": m.id, "cid": m.cid, "status": "sent", "ts": m.ts});
+    let mut v = json!({"chat": chat, "id": m.id, "cid": m.cid, "status": status, "ts": ts});
+    if let Some(by) = by {
+        v["by"] = json!(by);
+    }
     Bytes::from(v.to_string())
+}
+
+/// The fields of a JSON object (an answer's result), or none for anything else.
+pub fn obj(v: Value) -> serde_json::Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => serde_json::Map::new(),
+    }
 }
 
 /// An error about a publish, for `d/{me}/{device}`.
