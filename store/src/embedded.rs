@@ -368,15 +368,9 @@ fn write_batch(db: &Database, ops: &[&Op], last_id: &mut u128, dedup_ms: u64) ->
                     .get((msg.from.as_str(), cid.as_str()))
                     .map_err(storage)?;
                 if let Some(seen) = seen {
-                    let entry: DedupEntry =
-                        serde_json::from_slice(seen.value()).map_err(corrupt)?;
+                    let entry: DedupEntry = from_json(seen.value())?;
                     if entry.ts + dedup_ms > now {
-                        let m = messages
-                            .get((entry.chat.as_str(), entry.id.0))
-                            .map_err(storage)?
-                            .ok_or_else(|| corrupt("dedup entry without its message"))?;
-                        let message: StoredMessage =
-                            serde_json::from_slice(m.value()).map_err(corrupt)?;
+                        let message = load_message(&messages, &entry.chat, entry.id)?;
                         out.push(Done::Appended(Box::new(Appended {
                             message,
                             seqs: Vec::new(),
@@ -399,15 +393,14 @@ fn write_batch(db: &Database, ops: &[&Op], last_id: &mut u128, dedup_ms: u64) ->
                 cid: msg.cid.clone(),
                 content: msg.content.clone(),
             };
-            let bytes = serde_json::to_vec(&message).map_err(corrupt)?;
+            let bytes = to_json(&message)?;
             messages
                 .insert((msg.chat.as_str(), id.0), bytes.as_slice())
                 .map_err(storage)?;
-            let entry = serde_json::to_vec(&InboxEntry {
+            let entry = to_json(&InboxEntry {
                 chat: msg.chat.clone(),
                 id,
-            })
-            .map_err(corrupt)?;
+            })?;
             let mut seqs = Vec::with_capacity(msg.readers.len());
             for reader in &msg.readers {
                 let seq = heads
@@ -445,12 +438,11 @@ fn write_batch(db: &Database, ops: &[&Op], last_id: &mut u128, dedup_ms: u64) ->
                 seqs.push((reader.clone(), seq));
             }
             if let Some(cid) = &msg.cid {
-                let d = serde_json::to_vec(&DedupEntry {
+                let d = to_json(&DedupEntry {
                     chat: msg.chat.clone(),
                     id,
                     ts: now,
-                })
-                .map_err(corrupt)?;
+                })?;
                 dedup
                     .insert((msg.from.as_str(), cid.as_str()), d.as_slice())
                     .map_err(storage)?;
@@ -529,7 +521,7 @@ fn read_upto(
         .map_err(storage)?;
     for row in range.take(READ_SCAN) {
         let (_, v) = row.map_err(storage)?;
-        let entry: InboxEntry = serde_json::from_slice(v.value()).map_err(corrupt)?;
+        let entry: InboxEntry = from_json(v.value())?;
         if entry.chat != *chat {
             continue;
         }
@@ -569,7 +561,7 @@ fn put_group(txn: &redb::WriteTransaction, g: &GroupRecord) -> Result<()> {
     let mut groups = txn.open_table(GROUPS).map_err(storage)?;
     let mut members = txn.open_table(MEMBERSHIPS).map_err(storage)?;
     let old: Option<GroupRecord> = match groups.get(g.id.as_str()).map_err(storage)? {
-        Some(v) => Some(serde_json::from_slice(v.value()).map_err(corrupt)?),
+        Some(v) => Some(from_json(v.value())?),
         None => None,
     };
     if let Some(old) = old {
@@ -586,11 +578,27 @@ fn put_group(txn: &redb::WriteTransaction, g: &GroupRecord) -> Result<()> {
             .insert((m.user.as_str(), g.id.as_str()), ())
             .map_err(storage)?;
     }
-    let bytes = serde_json::to_vec(g).map_err(corrupt)?;
+    let bytes = to_json(g)?;
     groups
         .insert(g.id.as_str(), bytes.as_slice())
         .map_err(storage)?;
     Ok(())
+}
+
+/// Decodes a stored JSON record.
+fn from_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(corrupt)
+}
+
+/// Encodes a record as JSON for storage.
+fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(value).map_err(corrupt)
+}
+
+/// Every key of a `(user, text)` table that belongs to `user`.
+fn user_prefix(user: &UserId) -> std::ops::Range<(&str, &str)> {
+    // Any text key sorts at or after "" and before a lone U+10FFFF.
+    (user.as_str(), "")..(user.as_str(), "\u{10FFFF}")
 }
 
 fn load_message(
@@ -601,8 +609,8 @@ fn load_message(
     let m = messages
         .get((chat.as_str(), id.0))
         .map_err(storage)?
-        .ok_or_else(|| corrupt(format!("inbox points at missing message {id}")))?;
-    serde_json::from_slice(m.value()).map_err(corrupt)
+        .ok_or_else(|| corrupt(format!("missing message {id} of {}", chat.as_str())))?;
+    from_json(m.value())
 }
 
 #[async_trait]
@@ -613,7 +621,7 @@ impl crate::Store for EmbeddedStore {
             if t.get(user.id.as_str()).map_err(storage)?.is_some() {
                 return Ok(false);
             }
-            let bytes = serde_json::to_vec(&user).map_err(corrupt)?;
+            let bytes = to_json(&user)?;
             t.insert(user.id.as_str(), bytes.as_slice())
                 .map_err(storage)?;
             Ok(true)
@@ -626,11 +634,11 @@ impl crate::Store for EmbeddedStore {
         self.write(move |txn| {
             let mut t = txn.open_table(USERS).map_err(storage)?;
             let mut rec: UserRecord = match t.get(user.as_str()).map_err(storage)? {
-                Some(g) => serde_json::from_slice(g.value()).map_err(corrupt)?,
+                Some(g) => from_json(g.value())?,
                 None => return Ok(false),
             };
             rec.password_hash = password_hash;
-            let bytes = serde_json::to_vec(&rec).map_err(corrupt)?;
+            let bytes = to_json(&rec)?;
             t.insert(user.as_str(), bytes.as_slice()).map_err(storage)?;
             Ok(true)
         })
@@ -642,8 +650,7 @@ impl crate::Store for EmbeddedStore {
         self.read(move |txn| {
             let t = txn.open_table(USERS).map_err(storage)?;
             let g = t.get(user.as_str()).map_err(storage)?;
-            g.map(|g| serde_json::from_slice(g.value()).map_err(corrupt))
-                .transpose()
+            g.map(|g| from_json(g.value())).transpose()
         })
         .await
     }
@@ -722,7 +729,7 @@ impl crate::Store for EmbeddedStore {
                     more = true;
                     break;
                 }
-                let entry: InboxEntry = serde_json::from_slice(v.value()).map_err(corrupt)?;
+                let entry: InboxEntry = from_json(v.value())?;
                 let message = load_message(&messages, &entry.chat, entry.id)?;
                 out.push(InboxItem {
                     seq: k.value().1,
@@ -755,7 +762,7 @@ impl crate::Store for EmbeddedStore {
                     more = true;
                     break;
                 }
-                out.push(serde_json::from_slice(v.value()).map_err(corrupt)?);
+                out.push(from_json(v.value())?);
             }
             Ok((out, more))
         })
@@ -767,8 +774,7 @@ impl crate::Store for EmbeddedStore {
         self.read(move |txn| {
             let messages = txn.open_table(MESSAGES).map_err(storage)?;
             let m = messages.get((chat.as_str(), id.0)).map_err(storage)?;
-            m.map(|m| serde_json::from_slice(m.value()).map_err(corrupt))
-                .transpose()
+            m.map(|m| from_json(m.value())).transpose()
         })
         .await
     }
@@ -779,11 +785,7 @@ impl crate::Store for EmbeddedStore {
             let chats = txn.open_table(CHATS).map_err(storage)?;
             let messages = txn.open_table(MESSAGES).map_err(storage)?;
             let mut out = Vec::new();
-            // Every chat key sorts after "" and before "\u{10FFFF}"-prefixed strings.
-            for row in chats
-                .range((user.as_str(), "")..(user.as_str(), "\u{10FFFF}"))
-                .map_err(storage)?
-            {
+            for row in chats.range(user_prefix(&user)).map_err(storage)? {
                 let (k, v) = row.map_err(storage)?;
                 let chat = ChatKey::from_stored(k.value().1.to_owned());
                 let state = ChatState::decode(v.value())?;
@@ -819,7 +821,7 @@ impl crate::Store for EmbeddedStore {
             let mut old = Vec::new();
             for row in dedup.iter().map_err(storage)? {
                 let (k, v) = row.map_err(storage)?;
-                let entry: DedupEntry = serde_json::from_slice(v.value()).map_err(corrupt)?;
+                let entry: DedupEntry = from_json(v.value())?;
                 if entry.ts < older_than_ms {
                     let (s, c) = k.value();
                     old.push((s.to_owned(), c.to_owned()));
@@ -838,8 +840,7 @@ impl crate::Store for EmbeddedStore {
         self.read(move |txn| {
             let t = txn.open_table(GROUPS).map_err(storage)?;
             let g = t.get(id.as_str()).map_err(storage)?;
-            g.map(|g| serde_json::from_slice(g.value()).map_err(corrupt))
-                .transpose()
+            g.map(|g| from_json(g.value())).transpose()
         })
         .await
     }
@@ -849,10 +850,7 @@ impl crate::Store for EmbeddedStore {
         self.read(move |txn| {
             let t = txn.open_table(MEMBERSHIPS).map_err(storage)?;
             let mut out = Vec::new();
-            for row in t
-                .range((user.as_str(), "")..(user.as_str(), "\u{10FFFF}"))
-                .map_err(storage)?
-            {
+            for row in t.range(user_prefix(&user)).map_err(storage)? {
                 let (k, _) = row.map_err(storage)?;
                 out.push(GroupId::new(k.value().1).map_err(corrupt)?);
             }
