@@ -16,10 +16,7 @@ fn refused(code: SubscribeReasonCode) -> bool {
 
 #[tokio::test]
 async fn forbidden_subscriptions_are_refused_and_nothing_leaks() {
-    let s = Server::start();
-    for u in ["alice", "bob", "eve"] {
-        s.add_user(u, "pw");
-    }
+    let s = Server::with_users(&["alice", "bob", "eve"]);
     let mut eve = connect(s.mqtt, "eve", "phone", "pw").await;
     for filter in [
         "#",
@@ -72,10 +69,7 @@ async fn forbidden_subscriptions_are_refused_and_nothing_leaks() {
 
 #[tokio::test]
 async fn presence_of_a_user_is_open_only_to_who_shares_a_chat() {
-    let s = Server::start();
-    for u in ["alice", "bob", "eve"] {
-        s.add_user(u, "pw");
-    }
+    let s = Server::with_users(&["alice", "bob", "eve"]);
     let mut alice = connect(s.mqtt, "alice", "phone", "pw").await;
     assert!(
         refused(alice.subscribe("p/bob").await),
@@ -93,10 +87,7 @@ async fn presence_of_a_user_is_open_only_to_who_shares_a_chat() {
 
 #[tokio::test]
 async fn forbidden_publishes_are_refused_and_reach_nobody() {
-    let s = Server::start();
-    for u in ["alice", "bob"] {
-        s.add_user(u, "pw");
-    }
+    let s = Server::with_users(&["alice", "bob"]);
     let mut bob = connect(s.mqtt, "bob", "phone", "pw").await;
     bob.subscribe_all().await;
     let mut alice = connect(s.mqtt, "alice", "phone", "pw").await;

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{connect, Mqtt, Server};
+use common::{Mqtt, Server};
 use rumqttc::v5::mqttbytes::v5::PubAckReason;
 use serde_json::{json, Value};
 
@@ -21,26 +21,12 @@ async fn err(c: &mut Mqtt, method: &str, params: Value) -> String {
     a["error"]["code"].as_str().unwrap().to_owned()
 }
 
-fn server(users: &[&str]) -> Server {
-    let s = Server::start();
-    for u in users {
-        s.add_user(u, "pw");
-    }
-    s
-}
-
-async fn online(s: &Server, user: &str, device: &str) -> Mqtt {
-    let mut c = connect(s.mqtt, user, device, "pw").await;
-    c.subscribe_all().await;
-    c
-}
-
 #[tokio::test]
 async fn membership_changes_follow_the_admin_rules_and_show_in_the_chat() {
-    let s = server(&["alice", "bob", "carol", "dave"]);
-    let mut alice = online(&s, "alice", "phone").await;
-    let mut bob = online(&s, "bob", "phone").await;
-    let mut carol = online(&s, "carol", "phone").await;
+    let s = Server::with_users(&["alice", "bob", "carol", "dave"]);
+    let mut alice = s.online("alice", "phone").await;
+    let mut bob = s.online("bob", "phone").await;
+    let mut carol = s.online("carol", "phone").await;
 
     let g = ok(
         &mut alice,
@@ -159,9 +145,9 @@ async fn membership_changes_follow_the_admin_rules_and_show_in_the_chat() {
 
 #[tokio::test]
 async fn non_members_and_strangers_are_refused_the_same_way() {
-    let s = server(&["alice", "bob", "eve"]);
-    let mut alice = online(&s, "alice", "phone").await;
-    let mut eve = online(&s, "eve", "phone").await;
+    let s = Server::with_users(&["alice", "bob", "eve"]);
+    let mut alice = s.online("alice", "phone").await;
+    let mut eve = s.online("eve", "phone").await;
     let gid = ok(
         &mut alice,
         "group.create",
@@ -217,7 +203,7 @@ async fn the_group_size_limit_is_a_clear_error() {
     for u in ["alice", "bob", "carol", "dave"] {
         s.add_user(u, "pw");
     }
-    let mut alice = online(&s, "alice", "phone").await;
+    let mut alice = s.online("alice", "phone").await;
     let a = alice
         .publish(
             "q/group.create",
@@ -249,11 +235,11 @@ async fn the_group_size_limit_is_a_clear_error() {
 
 #[tokio::test]
 async fn three_members_with_two_devices_each_get_every_message_exactly_once() {
-    let s = server(&["alice", "bob", "carol"]);
+    let s = Server::with_users(&["alice", "bob", "carol"]);
     let mut devices = Vec::new();
     for u in ["alice", "bob", "carol"] {
         for d in ["phone", "laptop"] {
-            devices.push(online(&s, u, d).await);
+            devices.push(s.online(u, d).await);
         }
     }
     let gid = ok(
@@ -300,8 +286,8 @@ async fn three_members_with_two_devices_each_get_every_message_exactly_once() {
 
 #[tokio::test]
 async fn an_offline_member_syncs_group_messages_in_order_and_chats_lists_the_group() {
-    let s = server(&["alice", "bob"]);
-    let mut alice = online(&s, "alice", "phone").await;
+    let s = Server::with_users(&["alice", "bob"]);
+    let mut alice = s.online("alice", "phone").await;
     let gid = ok(
         &mut alice,
         "group.create",
@@ -319,7 +305,7 @@ async fn an_offline_member_syncs_group_messages_in_order_and_chats_lists_the_gro
             )
             .await;
     }
-    let mut bob = online(&s, "bob", "tablet").await;
+    let mut bob = s.online("bob", "tablet").await;
     let inbox = bob.sync_all(0).await;
     let bodies: Vec<_> = inbox.iter().map(|m| m["body"].as_str().unwrap()).collect();
     assert_eq!(
@@ -359,7 +345,7 @@ fn token(key: &[u8], user: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_to_a_thousand_member_group_reaches_every_online_member() {
     const N: usize = 1000;
-    let s = server(&[]);
+    let s = Server::with_users(&[]);
     let names: Vec<String> = (0..N).map(|i| format!("m{i:04}")).collect();
     // Users in parallel through the admin API (hashing is the slow part).
     let url = s.http_url("/v1/admin/users");

@@ -137,10 +137,7 @@ async fn messaging_survives_redis_going_away_and_presence_recovers() {
 
 #[tokio::test]
 async fn strangers_see_no_presence() {
-    let s = Server::start();
-    for u in ["alice", "bob", "eve"] {
-        s.add_user(u, "pw");
-    }
+    let s = Server::with_users(&["alice", "bob", "eve"]);
     let mut eve = connect(s.mqtt, "eve", "phone", "pw").await;
     eve.subscribe_all().await;
     let _bob = connect(s.mqtt, "bob", "phone", "pw").await;

@@ -9,20 +9,6 @@ use rumqttc::v5::mqttbytes::v5::PubAckReason;
 use rumqttc::v5::mqttbytes::QoS;
 use serde_json::{json, Value};
 
-async fn online(s: &Server, user: &str, device: &str) -> Mqtt {
-    let mut c = connect(s.mqtt, user, device, "pw").await;
-    c.subscribe_all().await;
-    c
-}
-
-fn server(users: &[&str]) -> Server {
-    let s = Server::start();
-    for u in users {
-        s.add_user(u, "pw");
-    }
-    s
-}
-
 async fn receipt(c: &mut Mqtt) -> Value {
     let topic = format!("u/{}/r", c.user);
     c.recv(&topic).await
@@ -30,10 +16,10 @@ async fn receipt(c: &mut Mqtt) -> Value {
 
 #[tokio::test]
 async fn a_one_to_one_message_goes_sent_delivered_read() {
-    let s = server(&["alice", "bob"]);
-    let mut alice = online(&s, "alice", "phone").await;
-    let mut bob = online(&s, "bob", "phone").await;
-    let mut bob_laptop = online(&s, "bob", "laptop").await;
+    let s = Server::with_users(&["alice", "bob"]);
+    let mut alice = s.online("alice", "phone").await;
+    let mut bob = s.online("bob", "phone").await;
+    let mut bob_laptop = s.online("bob", "laptop").await;
     alice
         .send("u/bob", json!({"cid": "m1", "body": "hello"}))
         .await;
@@ -87,8 +73,8 @@ async fn a_one_to_one_message_goes_sent_delivered_read() {
 
 #[tokio::test]
 async fn messages_fetched_by_sync_are_delivered_and_read_by_ids_works_too() {
-    let s = server(&["alice", "bob"]);
-    let mut alice = online(&s, "alice", "phone").await;
+    let s = Server::with_users(&["alice", "bob"]);
+    let mut alice = s.online("alice", "phone").await;
     alice
         .send("u/bob", json!({"cid": "a", "body": "while you were away"}))
         .await;
@@ -140,10 +126,10 @@ async fn messages_fetched_by_sync_are_delivered_and_read_by_ids_works_too() {
 
 #[tokio::test]
 async fn in_a_group_each_member_is_named_in_their_receipts() {
-    let s = server(&["alice", "bob", "carol"]);
-    let mut alice = online(&s, "alice", "phone").await;
-    let mut bob = online(&s, "bob", "phone").await;
-    let mut carol = online(&s, "carol", "phone").await;
+    let s = Server::with_users(&["alice", "bob", "carol"]);
+    let mut alice = s.online("alice", "phone").await;
+    let mut bob = s.online("bob", "phone").await;
+    let mut carol = s.online("carol", "phone").await;
     let g = alice
         .request(
             "group.create",
@@ -188,10 +174,10 @@ async fn in_a_group_each_member_is_named_in_their_receipts() {
 
 #[tokio::test]
 async fn typing_reaches_only_the_other_members_and_is_rate_limited() {
-    let s = server(&["alice", "bob", "carol"]);
-    let mut alice = online(&s, "alice", "phone").await;
-    let mut bob = online(&s, "bob", "phone").await;
-    let mut carol = online(&s, "carol", "phone").await;
+    let s = Server::with_users(&["alice", "bob", "carol"]);
+    let mut alice = s.online("alice", "phone").await;
+    let mut bob = s.online("bob", "phone").await;
+    let mut carol = s.online("carol", "phone").await;
     alice
         .publish_with(
             "t/u/bob",

@@ -42,6 +42,22 @@ impl Server {
         Self::start_with("")
     }
 
+    /// Starts natter with these users, each with the password `pw`.
+    pub fn with_users(users: &[&str]) -> Server {
+        let s = Self::start();
+        for u in users {
+            s.add_user(u, "pw");
+        }
+        s
+    }
+
+    /// Connects `user:device` (password `pw`) subscribed to `u/{user}/#` and its `d/` topic.
+    pub async fn online(&self, user: &str, device: &str) -> Mqtt {
+        let mut c = connect(self.mqtt, user, device, "pw").await;
+        c.subscribe_all().await;
+        c
+    }
+
     /// Starts natter with `extra` TOML appended to the test config.
     pub fn start_with(extra: &str) -> Server {
         let dir = tempfile::tempdir().unwrap();
