@@ -1,4 +1,5 @@
-//! The HTTP API: `POST /v1/token`, `/v1/admin/users…` (bearer admin token), `/healthz`.
+//! The HTTP API: `POST /v1/token`, `/v1/admin/users…` (bearer admin token), `/healthz`,
+//! `/readyz` and `/metrics` (Prometheus text).
 
 use std::sync::Arc;
 
@@ -7,6 +8,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
+use metrics_exporter_prometheus::PrometheusHandle;
 use natter_bridge::users::{self, UserError};
 use natter_bridge::Bridge;
 use serde::Deserialize;
@@ -16,25 +18,49 @@ use serde_json::json;
 struct AppState {
     bridge: Arc<Bridge>,
     admin_token: Arc<str>,
+    metrics: PrometheusHandle,
 }
 
 /// Largest request body accepted (every body here is a small JSON object).
 const MAX_BODY: usize = 16 * 1024;
 
 /// The API's routes.
-pub fn router(bridge: Arc<Bridge>, admin_token: String) -> Router {
+pub fn router(bridge: Arc<Bridge>, admin_token: String, metrics: PrometheusHandle) -> Router {
     let state = AppState {
         bridge,
         admin_token: admin_token.into(),
+        metrics,
     };
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
         .route("/v1/token", post(token))
         .route("/v1/admin/users", get(list_users).post(add_user))
         .route("/v1/admin/users/{name}", delete(remove_user))
         .route("/v1/admin/users/{name}/password", put(set_password))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
+}
+
+/// Ready when the store answers and, where presence is shared, Redis does: a load balancer
+/// sends no clients to a node that would refuse their messages.
+async fn readyz(State(s): State<AppState>) -> Response {
+    match s.bridge.ready().await {
+        Ok(()) => "ready".into_response(),
+        Err(why) => error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", why),
+    }
+}
+
+async fn metrics_text(State(s): State<AppState>) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        s.metrics.render(),
+    )
+        .into_response()
 }
 
 fn error(status: StatusCode, code: &str, message: impl ToString) -> Response {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use natter_bridge::{auth, Bridge};
 use natter_broker::Broker;
 use natter_config::{Config, LogFormat};
@@ -16,13 +17,63 @@ fn init_logging(config: &Config) {
     // rmqtt logs every refused connection at info; natter logs those itself, once, at info.
     let default = format!("{},rmqtt=warn,rmqtt_net=warn", config.log.level);
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // Colour codes only where a person reads them, never in files or collectors.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let _ = match config.log.format {
         LogFormat::Human => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
+}
+
+/// Installs the process-wide metrics recorder that `/metrics` renders.
+fn install_metrics() -> anyhow::Result<PrometheusHandle> {
+    // Latencies from a fast local commit (~1 ms) to a slow fan-out or a stalled client.
+    let seconds = [
+        0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    ];
+    let sizes = [
+        1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+    ];
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &seconds)?
+        .set_buckets_for_metric(Matcher::Full("natter_store_batch_size".into()), &sizes)?
+        .install_recorder()
+        .context("cannot install the metrics recorder")?;
+    metrics::describe_counter!(
+        "natter_messages_in_total",
+        "Publishes received from clients, by kind (message, read, typing, request, unknown)"
+    );
+    metrics::describe_counter!(
+        "natter_messages_out_total",
+        "Deliveries to clients, by kind (message, receipt, event, reply, presence, integration)"
+    );
+    metrics::describe_counter!("natter_errors_total", "Refused publishes, by error code");
+    metrics::describe_histogram!(
+        "natter_send_deliver_seconds",
+        "From a message's acceptance to a device's PUBACK of it"
+    );
+    metrics::describe_histogram!(
+        "natter_store_commit_seconds",
+        "One store write transaction, fsync included"
+    );
+    metrics::describe_histogram!("natter_store_batch_size", "Operations per store commit");
+    metrics::describe_gauge!(
+        "natter_store_queue_depth",
+        "Operations waiting for the store writer"
+    );
+    metrics::describe_gauge!("natter_connections", "Open MQTT connections of users");
+    metrics::describe_gauge!(
+        "natter_online_users",
+        "Users with a device connected to this node"
+    );
+    metrics::gauge!("natter_connections").set(0.0);
+    metrics::gauge!("natter_online_users").set(0.0);
+    metrics::gauge!("natter_store_queue_depth").set(0.0);
+    Ok(handle)
 }
 
 /// The admin token: from the config, or made now and left in `{data_dir}/admin.token` for the
@@ -70,6 +121,7 @@ pub fn open_store(config: &Config) -> anyhow::Result<EmbeddedStore> {
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
     init_logging(&config);
+    let metrics = install_metrics()?;
     let config = Arc::new(config);
     let store: Arc<dyn Store> = Arc::new(open_store(&config)?);
     let tokens = Arc::new(auth::Tokens::load(&config.auth, &config.data_dir)?);
@@ -108,7 +160,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         config.clone(),
         presence,
     ));
-    let running = broker.start(bridge.clone()).await?;
+    let mut running = broker.start(bridge.clone()).await?;
 
     // Devices connected here stay online in a shared presence backend only while refreshed.
     let refresher = bridge.clone();
@@ -121,7 +173,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     });
 
-    let app = crate::http::router(bridge.clone(), admin_token);
+    if let Some(certs) = running.certs.clone() {
+        tokio::spawn(reload_on_sighup(certs));
+    }
+    let upkeep = metrics.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            every.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+
+    let app = crate::http::router(bridge.clone(), admin_token, metrics);
     let http_addr = http_listener.local_addr()?;
     let http_task = tokio::spawn(async move {
         if let Err(e) = axum::serve(http_listener, app).await {
@@ -148,17 +212,79 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         mqtt = %running.tcp_addr,
         ws = ?running.ws_addr.map(|a| format!("ws://{a}/mqtt")),
         anonymous = ?running.anonymous_addr,
+        tls = ?running.tls_addr,
+        wss = ?running.wss_addr.map(|a| format!("wss://{a}/mqtt")),
         http = %http_addr,
         data_dir = %config.data_dir.display(),
         "natter is serving"
     );
 
     tokio::select! {
-        _ = shutdown_signal() => tracing::info!("stopping"),
-        _ = running.task => anyhow::bail!("the MQTT server stopped"),
+        _ = shutdown_signal() => {}
+        _ = &mut running.task => anyhow::bail!("the MQTT server stopped"),
         _ = http_task => anyhow::bail!("the HTTP server stopped"),
     }
+    shut_down(
+        &running,
+        &bridge,
+        Duration::from_secs(config.shutdown_timeout_secs),
+    )
+    .await;
     Ok(())
+}
+
+/// Stops within `limit`: no new connections, no new publishes (refused with `unavailable`, so
+/// clients keep them), the commits in flight finish and are acknowledged, then every client is
+/// told (MQTT 5 DISCONNECT 0x8B) and the connections close.
+async fn shut_down(running: &natter_broker::RunningBroker, bridge: &Bridge, limit: Duration) {
+    let started = tokio::time::Instant::now();
+    tracing::info!(
+        limit_secs = limit.as_secs(),
+        "shutting down: no new connections"
+    );
+    running.stop_accepting();
+    let unfinished = bridge.close(limit.mul_f32(0.8)).await;
+    if unfinished > 0 {
+        tracing::warn!(unfinished, "shutdown: publishes still running at the limit");
+    }
+    let told = running.disconnect_all().await;
+    // Wait for the DISCONNECTs to go out and the connections to close.
+    while bridge.connected_devices() > 0 && started.elapsed() < limit {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tracing::info!(
+        sessions = told,
+        still_connected = bridge.connected_devices(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "stopped"
+    );
+}
+
+/// Reads the TLS certificate and key again at every SIGHUP. A bad pair is logged and the
+/// certificate in use stays.
+async fn reload_on_sighup(certs: natter_broker::tls::Certs) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP; TLS certificates will not be reloaded");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match certs.reload() {
+                Ok(()) => {
+                    metrics::counter!("natter_tls_reloads_total", "result" => "ok").increment(1);
+                    tracing::info!("TLS certificate reloaded");
+                }
+                Err(e) => {
+                    metrics::counter!("natter_tls_reloads_total", "result" => "error").increment(1);
+                    tracing::error!(error = %e, "TLS certificate not reloaded; the old one stays");
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = certs;
 }
 
 fn now_ms() -> u64 {

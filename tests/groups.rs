@@ -409,3 +409,53 @@ async fn a_message_to_a_thousand_member_group_reaches_every_online_member() {
         assert_eq!(m["seq"], 2, "{n}");
     }
 }
+
+#[tokio::test]
+async fn a_user_in_too_many_groups_cannot_join_another() {
+    let s = Server::start_with("[limits]\nmax_groups_per_user = 2\n");
+    for u in ["alice", "bob", "carol"] {
+        s.add_user(u, "pw");
+    }
+    let mut alice = s.online("alice", "phone").await;
+    let mut carol = s.online("carol", "phone").await;
+    for name in ["one", "two"] {
+        ok(
+            &mut alice,
+            "group.create",
+            json!({"name": name, "members": ["bob"]}),
+        )
+        .await;
+    }
+    // Alice is in two groups already: she cannot create a third.
+    let a = alice
+        .publish(
+            "q/group.create",
+            json!({"id": "x", "name": "three", "members": []}).to_string(),
+        )
+        .await;
+    assert_eq!(a, PubAckReason::QuotaExceeded);
+    assert_eq!(
+        alice.recv("d/alice/phone").await["error"]["code"],
+        "limit_exceeded"
+    );
+    // Carol has room, but Bob does not: adding him is refused and names him.
+    let gid = ok(
+        &mut carol,
+        "group.create",
+        json!({"name": "c", "members": []}),
+    )
+    .await["group"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let a = carol
+        .publish(
+            "q/group.add",
+            json!({"id": "y", "group": gid, "members": ["bob"]}).to_string(),
+        )
+        .await;
+    assert_eq!(a, PubAckReason::QuotaExceeded);
+    let e = carol.recv("d/carol/phone").await;
+    assert_eq!(e["error"]["code"], "limit_exceeded");
+    assert!(e["error"]["message"].as_str().unwrap().contains("bob"));
+}

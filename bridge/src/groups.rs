@@ -110,10 +110,17 @@ impl Bridge {
         }
     }
 
-    async fn check_users_exist(&self, users: &[UserId]) -> Result<(), ChatError> {
+    /// Every user exists and may join one more group (`limits.max_groups_per_user`).
+    async fn check_may_join(&self, users: &[UserId]) -> Result<(), ChatError> {
+        let max = self.config.limits.max_groups_per_user;
         for u in users {
             if self.store.user(u).await?.is_none() {
                 return Err(ChatError::UnknownUser(u.to_string()));
+            }
+            if self.store.groups_of(u).await?.len() >= max {
+                return Err(ChatError::Limit(format!(
+                    "{u} is already in {max} groups, the most a user may join"
+                )));
             }
         }
         Ok(())
@@ -251,7 +258,8 @@ impl Bridge {
         let mut others = members_param(p, false)?;
         others.retain(|u| *u != c.user);
         self.check_size(others.len() + 1)?;
-        self.check_users_exist(&others).await?;
+        self.check_may_join(&others).await?;
+        self.check_may_join(std::slice::from_ref(&c.user)).await?;
         let now = now_ms();
         let mut members = vec![Member {
             user: c.user.clone(),
@@ -301,7 +309,7 @@ impl Bridge {
             return Ok(obj(json!({ "group": describe(&g) })));
         }
         self.check_size(g.members.len() + new.len())?;
-        self.check_users_exist(&new).await?;
+        self.check_may_join(&new).await?;
         let mut next = (*g).clone();
         let now = now_ms();
         next.members.extend(new.iter().map(|u| Member {

@@ -8,6 +8,7 @@
 pub mod auth;
 mod error;
 mod groups;
+mod limits;
 pub mod presence;
 mod receipts;
 mod requests;
@@ -15,7 +16,9 @@ mod send;
 pub mod users;
 mod wire;
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -43,6 +46,28 @@ pub struct Bridge {
     groups: groups::Groups,
     presence: Arc<dyn presence::PresenceBackend>,
     devices: receipts::Devices,
+    message_rate: limits::Rate<UserId>,
+    request_rate: limits::Rate<UserId>,
+    /// Publishes and acks being handled now; shutdown waits for them.
+    busy: AtomicUsize,
+    /// Set at shutdown: new publishes are refused, so what is in flight can finish.
+    closing: AtomicBool,
+}
+
+/// Counts one publish or ack in [`Bridge::busy`] while it lives.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn enter(n: &'a AtomicUsize) -> InFlight<'a> {
+        n.fetch_add(1, Ordering::SeqCst);
+        InFlight(n)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// A topic a client published to, as the protocol reads it.
@@ -51,6 +76,18 @@ enum Inbound<'a> {
     Read(ChatAddr),
     Typing(ChatAddr),
     Request(&'a str),
+}
+
+impl Inbound<'_> {
+    /// The `kind` label of the messages-in counter.
+    fn kind(&self) -> &'static str {
+        match self {
+            Inbound::Message(_) => "message",
+            Inbound::Read(_) => "read",
+            Inbound::Typing(_) => "typing",
+            Inbound::Request(_) => "request",
+        }
+    }
 }
 
 fn parse_topic(topic: &str) -> Option<Inbound<'_>> {
@@ -77,11 +114,60 @@ impl Bridge {
             store,
             broker,
             tokens,
-            config,
             groups: groups::Groups::default(),
             presence,
             devices: receipts::Devices::default(),
+            message_rate: limits::Rate::new(
+                config.limits.messages_per_sec,
+                config.limits.messages_burst,
+            ),
+            request_rate: limits::Rate::new(
+                config.limits.requests_per_sec,
+                config.limits.requests_burst,
+            ),
+            busy: AtomicUsize::new(0),
+            closing: AtomicBool::new(false),
+            config,
         }
+    }
+
+    /// Starts a shutdown: from now on every publish is refused with `unavailable` (MQTT 5
+    /// `0x80`), so the client keeps it and sends it again elsewhere or later; then waits, up to
+    /// `limit`, until the publishes and acks already being handled are done. Returns how many
+    /// were still running at the limit (0: all finished).
+    pub async fn close(&self, limit: Duration) -> usize {
+        self.closing.store(true, Ordering::SeqCst);
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let n = self.busy.load(Ordering::SeqCst);
+            if n == 0 || tokio::time::Instant::now() >= deadline {
+                return n;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Devices connected to this node now.
+    pub fn connected_devices(&self) -> usize {
+        self.devices.all().len()
+    }
+
+    /// Whether the store answers, and the presence backend where one is shared: `Err` names
+    /// what is down.
+    pub async fn ready(&self) -> Result<(), String> {
+        if self.closing.load(Ordering::SeqCst) {
+            return Err("shutting down".into());
+        }
+        let probe = UserId::new("ready").map_err(|e| e.to_string())?;
+        match tokio::time::timeout(Duration::from_secs(2), self.store.user(&probe)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(format!("store: {e}")),
+            Err(_) => return Err("store: no answer within 2 s".into()),
+        }
+        self.presence
+            .ready()
+            .await
+            .map_err(|e| format!("presence: {e}"))
     }
 
     /// The store, for the admin API.
@@ -119,7 +205,27 @@ impl Bridge {
                 limit,
             });
         }
-        match parse_topic(topic) {
+        let inbound = parse_topic(topic);
+        let kind = inbound.as_ref().map_or("unknown", Inbound::kind);
+        metrics::counter!("natter_messages_in_total", "kind" => kind).increment(1);
+        if self.closing.load(Ordering::SeqCst) {
+            return Err(ChatError::Unavailable(
+                "server shutting down; send it again after reconnecting".into(),
+            ));
+        }
+        let limited = match &inbound {
+            Some(Inbound::Message(_)) => Some((&self.message_rate, "messages")),
+            Some(Inbound::Request(_)) => Some((&self.request_rate, "requests")),
+            _ => None,
+        };
+        if let Some((rate, what)) = limited {
+            if !rate.allow(&client.user) {
+                return Err(ChatError::RateLimited(format!(
+                    "too many {what}: slow down and send again"
+                )));
+            }
+        }
+        match inbound {
             Some(Inbound::Message(chat)) => self.send(client, &chat, &payload).await,
             Some(Inbound::Request(method)) => self.request(client, method, &payload).await,
             Some(Inbound::Read(chat)) => self.read(client, &chat, &payload).await,
@@ -152,6 +258,16 @@ impl Gate for Bridge {
             return AuthVerdict::NotAuthorized;
         };
         if username != Some(client.user.as_str()) {
+            return AuthVerdict::NotAuthorized;
+        }
+        if !self
+            .devices
+            .room_for(&client, self.config.limits.max_connections_per_user)
+        {
+            tracing::info!(
+                client = client_id,
+                "CONNECT refused: too many devices connected"
+            );
             return AuthVerdict::NotAuthorized;
         }
         let Some(password) = password else {
@@ -193,10 +309,12 @@ impl Gate for Bridge {
     }
 
     async fn publish(&self, client: &Client, topic: &str, payload: Bytes) -> PublishVerdict {
+        let _busy = InFlight::enter(&self.busy);
         match self.handle_publish(client, topic, payload.clone()).await {
             Ok(()) => PublishVerdict::Handled,
             Err(e) => {
                 tracing::debug!(client = %client, topic, code = e.code(), "publish refused");
+                metrics::counter!("natter_errors_total", "code" => e.code()).increment(1);
                 // A request's error is its answer (matched by `id`); any other publish's error
                 // names its topic and `cid`.
                 let report = if topic.starts_with("q/") {
@@ -212,6 +330,7 @@ impl Gate for Bridge {
     }
 
     async fn acked(&self, client: &Client, topic: &str, payload: &Bytes) {
+        let _busy = InFlight::enter(&self.busy);
         self.on_acked(client, topic, payload).await;
     }
 

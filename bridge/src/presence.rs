@@ -47,6 +47,10 @@ pub trait PresenceBackend: Send + Sync {
     async fn seen(&self, user: &UserId) -> Result<Seen, PresenceError>;
     /// Re-asserts the devices connected to this node (Redis: pushes their expiry forward).
     async fn refresh(&self, devices: &[(UserId, DeviceId)]) -> Result<(), PresenceError>;
+    /// Whether the backend answers (for `/readyz`).
+    async fn ready(&self) -> Result<(), PresenceError> {
+        Ok(())
+    }
 }
 
 /// One node's presence, in memory.
@@ -247,5 +251,11 @@ impl PresenceBackend for RedisPresence {
                 .ignore();
         }
         self.run::<()>(&p).await
+    }
+
+    async fn ready(&self) -> Result<(), PresenceError> {
+        let mut p = redis::pipe();
+        p.cmd("PING");
+        self.run::<(String,)>(&p).await.map(|_| ())
     }
 }

@@ -5,7 +5,6 @@
 //! decides "once" (a second device's ack changes nothing).
 
 use std::collections::HashMap;
-use std::time::Instant;
 
 use bytes::Bytes;
 use natter_store::{ReceiptMark, ReceiptStatus, StoredMessage};
@@ -13,6 +12,7 @@ use natter_types::{ChatAddr, ChatKey, Client, DeviceId, MsgId, UserId};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+use crate::limits::Bucket;
 use crate::{now_ms, wire, Bridge, ChatError};
 
 /// Typing indicators a device may send in a burst, and per second after it.
@@ -23,76 +23,99 @@ pub const MAX_READ_IDS: usize = 100;
 pub const MAX_PRESENCE_USERS: usize = 100;
 
 /// Per-connection state: how many connections a device has (takeovers overlap), and its typing
-/// allowance.
+/// allowance; and how many devices each user has connected.
 #[derive(Default)]
 pub(crate) struct Devices {
-    map: std::sync::Mutex<HashMap<(UserId, DeviceId), DeviceState>>,
+    map: std::sync::Mutex<DeviceMap>,
+}
+
+#[derive(Default)]
+struct DeviceMap {
+    devices: HashMap<(UserId, DeviceId), DeviceState>,
+    per_user: HashMap<UserId, usize>,
 }
 
 struct DeviceState {
     connections: usize,
-    typing_tokens: f64,
-    typing_at: Instant,
+    typing: Bucket,
 }
 
 impl Devices {
+    fn lock(&self) -> std::sync::MutexGuard<'_, DeviceMap> {
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Counts a connection; `true` if it is the device's first.
     fn up(&self, c: &Client) -> bool {
-        let mut m = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        let mut m = self.lock();
         let e = m
+            .devices
             .entry((c.user.clone(), c.device.clone()))
             .or_insert(DeviceState {
                 connections: 0,
-                typing_tokens: TYPING_BURST,
-                typing_at: Instant::now(),
+                typing: Bucket::full(TYPING_BURST),
             });
         e.connections += 1;
-        e.connections == 1
+        let first = e.connections == 1;
+        metrics::gauge!("natter_connections").increment(1.0);
+        if first {
+            let n = m.per_user.entry(c.user.clone()).or_insert(0);
+            *n += 1;
+            if *n == 1 {
+                metrics::gauge!("natter_online_users").increment(1.0);
+            }
+        }
+        first
     }
 
     /// Drops a connection; `true` if it was the device's last.
     fn down(&self, c: &Client) -> bool {
-        let mut m = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        let mut m = self.lock();
         let key = (c.user.clone(), c.device.clone());
-        match m.get_mut(&key) {
+        let last = match m.devices.get_mut(&key) {
             Some(e) if e.connections > 1 => {
                 e.connections -= 1;
                 false
             }
             Some(_) => {
-                m.remove(&key);
+                m.devices.remove(&key);
                 true
             }
-            None => false,
+            None => return false,
+        };
+        metrics::gauge!("natter_connections").decrement(1.0);
+        if last {
+            if let Some(n) = m.per_user.get_mut(&c.user) {
+                *n -= 1;
+                if *n == 0 {
+                    m.per_user.remove(&c.user);
+                    metrics::gauge!("natter_online_users").decrement(1.0);
+                }
+            }
         }
+        last
+    }
+
+    /// Whether `c` may connect without taking `user` past `max` devices: a device already
+    /// connected may always reconnect (a takeover replaces it).
+    pub(crate) fn room_for(&self, c: &Client, max: usize) -> bool {
+        let m = self.lock();
+        m.devices.contains_key(&(c.user.clone(), c.device.clone()))
+            || m.per_user.get(&c.user).copied().unwrap_or(0) < max
     }
 
     /// Takes one typing token; `false` when the device is over its rate.
     fn allow_typing(&self, c: &Client) -> bool {
-        let mut m = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(e) = m.get_mut(&(c.user.clone(), c.device.clone())) else {
-            return false;
-        };
-        let now = Instant::now();
-        let refill = now.duration_since(e.typing_at).as_secs_f64() * TYPING_PER_SEC;
-        e.typing_tokens = (e.typing_tokens + refill).min(TYPING_BURST);
-        e.typing_at = now;
-        if e.typing_tokens >= 1.0 {
-            e.typing_tokens -= 1.0;
-            true
-        } else {
-            false
+        let mut m = self.lock();
+        match m.devices.get_mut(&(c.user.clone(), c.device.clone())) {
+            Some(e) => e.typing.take(TYPING_PER_SEC, TYPING_BURST),
+            None => false,
         }
     }
 
     /// Every device connected to this node.
     pub(crate) fn all(&self) -> Vec<(UserId, DeviceId)> {
-        self.map
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .keys()
-            .cloned()
-            .collect()
+        self.lock().devices.keys().cloned().collect()
     }
 }
 
@@ -104,6 +127,8 @@ struct Acked {
     from: UserId,
     #[serde(rename = "type")]
     kind: String,
+    /// When natter accepted it (ms since the epoch).
+    ts: u64,
 }
 
 /// System messages (group changes) are the chat's, not their author's: no receipts for them.
@@ -168,6 +193,8 @@ impl Bridge {
         let Ok(a) = serde_json::from_slice::<Acked>(payload) else {
             return;
         };
+        metrics::histogram!("natter_send_deliver_seconds")
+            .record(now_ms().saturating_sub(a.ts) as f64 / 1000.0);
         if a.from == client.user || a.kind == "system" {
             return;
         }

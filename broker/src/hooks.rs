@@ -24,6 +24,19 @@ struct Hooks {
     rules: Arc<Rules>,
 }
 
+/// The `kind` label of the messages-out counter, from the topic a delivery went out on.
+fn out_kind(topic: &str) -> &'static str {
+    let mut levels = topic.split('/');
+    match (levels.next(), levels.nth(1)) {
+        (Some("u"), Some("m")) => "message",
+        (Some("u"), Some("r")) => "receipt",
+        (Some("u"), Some("e")) => "event",
+        (Some("d"), _) => "reply",
+        (Some("p"), _) => "presence",
+        _ => "integration",
+    }
+}
+
 /// Who is behind a session, as far as the topic rules care.
 enum Who {
     Anonymous,
@@ -46,6 +59,7 @@ pub(crate) async fn install(scx: &ServerContext, gate: Arc<dyn Gate>, rules: Arc
         Type::ClientSubscribeCheckAcl,
         Type::MessagePublishCheckAcl,
         Type::MessageAcked,
+        Type::MessageDelivered,
         Type::ClientConnected,
         Type::ClientDisconnected,
     ] {
@@ -173,6 +187,11 @@ impl Handler for Hooks {
                 if let Some(Who::User(c)) = who(s) {
                     self.gate.acked(&c, &p.topic, &p.payload).await;
                 }
+                (true, acc)
+            }
+            Parameter::MessageDelivered(_, _, p) => {
+                metrics::counter!("natter_messages_out_total", "kind" => out_kind(&p.topic))
+                    .increment(1);
                 (true, acc)
             }
             Parameter::ClientConnected(s) => {

@@ -9,6 +9,7 @@
 mod acl;
 mod hooks;
 mod retain;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::num::NonZeroU16;
@@ -98,6 +99,9 @@ pub enum BrokerError {
         /// Why.
         reason: String,
     },
+    /// The TLS certificate or key cannot be used.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
 }
 
 /// Sends messages into the broker, to whoever is subscribed. Cheap to clone.
@@ -145,8 +149,54 @@ pub struct RunningBroker {
     pub ws_addr: Option<SocketAddr>,
     /// The anonymous listener's address, if on.
     pub anonymous_addr: Option<SocketAddr>,
+    /// The MQTT-over-TLS listener's address, if on.
+    pub tls_addr: Option<SocketAddr>,
+    /// The secure WebSocket listener's address, if on.
+    pub wss_addr: Option<SocketAddr>,
+    /// The TLS certificate in use, to reload on SIGHUP.
+    pub certs: Option<tls::Certs>,
     /// Runs until the process ends.
     pub task: tokio::task::JoinHandle<()>,
+    /// The TLS accept loops.
+    tls_tasks: Vec<tokio::task::JoinHandle<()>>,
+    scx: ServerContext,
+}
+
+impl RunningBroker {
+    /// Closes every listener: no new connection is accepted; open ones go on.
+    pub fn stop_accepting(&self) {
+        // Dropping rmqtt's server future drops its listening sockets; each connection runs in a
+        // task of its own and is untouched.
+        self.task.abort();
+        for t in &self.tls_tasks {
+            t.abort();
+        }
+    }
+
+    /// Ends every connection; MQTT 5 clients get DISCONNECT `0x8B` (server shutting down).
+    /// Returns how many sessions were told.
+    pub async fn disconnect_all(&self) -> usize {
+        let shared = self.scx.extends.shared().await;
+        let mut told = 0;
+        for entry in shared.iter() {
+            if let Some(tx) = entry.tx() {
+                if tx
+                    .unbounded_send(rmqtt::types::Message::Closed(
+                        rmqtt::types::Reason::ConnectRemoteClose,
+                    ))
+                    .is_ok()
+                {
+                    told += 1;
+                }
+            }
+        }
+        told
+    }
+
+    /// Sessions (connected or kept for a persistent client) this node holds.
+    pub async fn sessions(&self) -> usize {
+        self.scx.extends.shared().await.sessions_count()
+    }
 }
 
 impl Broker {
@@ -176,6 +226,8 @@ impl Broker {
             .laddr(addr)
             // Chat packets are small and latency is what users feel: no Nagle delay.
             .nodelay(true)
+            // A restarted natter must bind while the old connections sit in TIME_WAIT.
+            .reuseaddr(Some(true))
             .max_connections(m.max_connections)
             .max_handshaking_limit(m.max_connections.clamp(1, 5_000))
             .max_packet_size(m.max_packet_size)
@@ -234,6 +286,57 @@ impl Broker {
             );
             server = server.listener_by_id(l, hooks::ANONYMOUS_LISTENER);
         }
+        let mut tls_addr = None;
+        let mut wss_addr = None;
+        let mut certs = None;
+        let mut tls_tasks = Vec::new();
+        if let Some(t) = &cfg.mqtt.tls {
+            let c = tls::Certs::open(&t.cert_file, &t.key_file)?;
+            let mut fronts = vec![("mqtt.tls.listen", t.listen, 4, false)];
+            if let Some(w) = t.wss {
+                fronts.push(("mqtt.tls.wss", w, 5, true));
+            }
+            for (key, addr, id, ws) in fronts {
+                // The broker side of the TLS front: loopback only, behind the PROXY line.
+                let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+                let inner = self
+                    .listener(key, loopback, false)
+                    .proxy_protocol(true)
+                    .proxy_protocol_timeout(Duration::from_secs(2))
+                    .bind()
+                    .map_err(bind_err(key, addr))?;
+                let inner =
+                    if ws { inner.ws() } else { inner.tcp() }.map_err(bind_err(key, addr))?;
+                let inner_addr = inner.local_addr().map_err(bind_err(key, addr))?;
+                server = server.listener_by_id(inner, id);
+                let front =
+                    tokio::net::TcpListener::bind(addr)
+                        .await
+                        .map_err(|e| BrokerError::Bind {
+                            key,
+                            addr,
+                            reason: e.to_string(),
+                        })?;
+                let front_addr = front.local_addr().map_err(|e| BrokerError::Bind {
+                    key,
+                    addr,
+                    reason: e.to_string(),
+                })?;
+                if ws {
+                    wss_addr = Some(front_addr);
+                } else {
+                    tls_addr = Some(front_addr);
+                }
+                tls_tasks.push(tokio::spawn(tls::terminate(
+                    front,
+                    inner_addr,
+                    c.clone(),
+                    cfg.mqtt.max_connections,
+                    Duration::from_secs(cfg.mqtt.handshake_timeout_secs),
+                )));
+            }
+            certs = Some(c);
+        }
         let rules = Arc::new(Rules::from_config(&cfg));
         hooks::install(&self.scx, gate, rules).await;
         let server = server.build();
@@ -246,7 +349,12 @@ impl Broker {
             tcp_addr,
             ws_addr,
             anonymous_addr,
+            tls_addr,
+            wss_addr,
+            certs,
             task,
+            tls_tasks,
+            scx: self.scx.clone(),
         })
     }
 }

@@ -69,6 +69,9 @@ pub struct Config {
     pub presence: PresenceConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Seconds `natter serve` takes at most, after SIGTERM or SIGINT, to finish the commits in
+    /// flight, tell clients and exit.
+    pub shutdown_timeout_secs: u64,
 }
 
 impl Default for Config {
@@ -84,6 +87,7 @@ impl Default for Config {
             anonymous: None,
             presence: PresenceConfig::default(),
             log: LogConfig::default(),
+            shutdown_timeout_secs: 10,
         }
     }
 }
@@ -113,6 +117,29 @@ pub struct MqttConfig {
     pub max_queue: usize,
     /// Seconds a connection may take to send CONNECT.
     pub handshake_timeout_secs: u64,
+    /// MQTT over TLS (and optionally secure WebSocket); absent turns TLS off.
+    pub tls: Option<TlsConfig>,
+}
+
+/// TLS listeners. The certificate and key are read at start and again on SIGHUP; connections
+/// already open keep the certificate they started with.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// MQTT over TLS.
+    #[serde(deserialize_with = "addr", default = "default_tls_listen")]
+    pub listen: SocketAddr,
+    /// Secure WebSocket (path `/mqtt`); absent or empty turns it off.
+    #[serde(deserialize_with = "opt_addr", default)]
+    pub wss: Option<SocketAddr>,
+    /// PEM certificate chain, the server's certificate first.
+    pub cert_file: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+}
+
+fn default_tls_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8883))
 }
 
 impl Default for MqttConfig {
@@ -127,6 +154,7 @@ impl Default for MqttConfig {
             max_inflight: 32,
             max_queue: 1000,
             handshake_timeout_secs: 10,
+            tls: None,
         }
     }
 }
@@ -236,6 +264,18 @@ pub struct LimitsConfig {
     pub dedup_hours: u64,
     /// Most members in a group, the creator included.
     pub max_group_members: usize,
+    /// Chat messages (`m/…`) one user may send per second, all devices together, sustained.
+    pub messages_per_sec: f64,
+    /// Chat messages one user may send at once above the sustained rate.
+    pub messages_burst: u32,
+    /// Requests (`q/…`) one user may make per second, all devices together, sustained.
+    pub requests_per_sec: f64,
+    /// Requests one user may make at once above the sustained rate.
+    pub requests_burst: u32,
+    /// Devices of one user connected at once.
+    pub max_connections_per_user: usize,
+    /// Groups one user may be a member of.
+    pub max_groups_per_user: usize,
 }
 
 impl Default for LimitsConfig {
@@ -244,6 +284,12 @@ impl Default for LimitsConfig {
             max_message_bytes: 64 * 1024,
             dedup_hours: 48,
             max_group_members: 1024,
+            messages_per_sec: 20.0,
+            messages_burst: 100,
+            requests_per_sec: 20.0,
+            requests_burst: 100,
+            max_connections_per_user: 16,
+            max_groups_per_user: 1000,
         }
     }
 }
@@ -456,6 +502,45 @@ impl Config {
                 self.limits.dedup_hours.to_string(),
                 "at least 24",
             );
+        }
+        for (key, rate) in [
+            ("limits.messages_per_sec", self.limits.messages_per_sec),
+            ("limits.requests_per_sec", self.limits.requests_per_sec),
+        ] {
+            if !(rate.is_finite() && rate > 0.0) {
+                return invalid(key, rate.to_string(), "a number above 0");
+            }
+        }
+        for (key, n) in [
+            ("limits.messages_burst", self.limits.messages_burst as usize),
+            ("limits.requests_burst", self.limits.requests_burst as usize),
+            (
+                "limits.max_connections_per_user",
+                self.limits.max_connections_per_user,
+            ),
+            (
+                "limits.max_groups_per_user",
+                self.limits.max_groups_per_user,
+            ),
+            ("shutdown_timeout_secs", self.shutdown_timeout_secs as usize),
+        ] {
+            if n == 0 {
+                return invalid(key, "0".into(), "at least 1");
+            }
+        }
+        if let Some(tls) = &self.mqtt.tls {
+            let taken = [Some(self.mqtt.tcp), self.mqtt.ws];
+            if taken.contains(&Some(tls.listen))
+                || tls
+                    .wss
+                    .is_some_and(|w| taken.contains(&Some(w)) || w == tls.listen)
+            {
+                return invalid(
+                    "mqtt.tls.listen",
+                    tls.listen.to_string(),
+                    "addresses no other MQTT listener uses",
+                );
+            }
         }
         if self.mqtt.max_inflight == 0 {
             return invalid("mqtt.max_inflight", "0".into(), "at least 1");

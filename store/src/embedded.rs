@@ -304,17 +304,23 @@ fn writer_loop(db: Arc<Handle>, mut rx: mpsc::Receiver<Job>, opts: EmbeddedOptio
                 Err(_) => break,
             }
         }
+        metrics::gauge!("natter_store_queue_depth").set(rx.len() as f64);
+        metrics::histogram!("natter_store_batch_size").record(batch.len() as f64);
         let ops: Vec<&Op> = batch.iter().map(|j| &j.op).collect();
+        let started = std::time::Instant::now();
         let result = db
             .get()
             .and_then(|d| write_batch(&d, &ops, &mut last_id, opts.dedup_ms));
         match result {
             Ok(results) => {
+                metrics::histogram!("natter_store_commit_seconds")
+                    .record(started.elapsed().as_secs_f64());
                 for (job, r) in batch.into_iter().zip(results) {
                     let _ = job.reply.send(Ok(r));
                 }
             }
             Err(e) => {
+                metrics::counter!("natter_store_commit_failures_total").increment(1);
                 tracing::error!(error = %e, sends = batch.len(), "store commit failed; sends refused");
                 for job in batch {
                     let _ = job.reply.send(Err(e.clone()));

@@ -167,6 +167,51 @@ impl Server {
         }
     }
 
+    /// Sends a signal (`TERM`, `HUP`, …) to the natter process.
+    pub fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("natter running").id();
+        let ok = Command::new("kill")
+            .args(["-s", sig, &pid.to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -s {sig} {pid}");
+    }
+
+    /// Waits up to `limit` for natter to exit by itself; its exit status.
+    pub fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + limit;
+        let child = self.child.as_mut().expect("natter running");
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                self.child = None;
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "natter still running after {limit:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts natter again after it exited by itself (same ports and data).
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "natter is still running");
+        self.spawn();
+    }
+
+    /// `GET /metrics`, as Prometheus scrapes it.
+    pub fn metrics(&self) -> String {
+        ureq::get(&self.http_url("/metrics"))
+            .call()
+            .expect("/metrics answers")
+            .body_mut()
+            .read_to_string()
+            .unwrap()
+    }
+
     /// Starts natter again on the same ports and data.
     pub fn restart(&mut self) {
         self.kill9();
@@ -561,6 +606,17 @@ impl Mqtt {
     pub async fn event(&mut self) -> Seen {
         self.next_event().await
     }
+}
+
+/// The value of one series (`name{labels}` exactly as rendered) in a `/metrics` text; 0 when
+/// it is absent (a counter not yet moved).
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| {
+            let (name, value) = l.rsplit_once(' ')?;
+            (name == series).then(|| value.parse().unwrap())
+        })
+        .unwrap_or(0.0)
 }
 
 /// A real `redis-server` on a free port, killed when dropped.
