@@ -214,7 +214,11 @@ async fn json_logs_have_one_line_per_connection_event_and_no_message_bodies() {
     drop(alice);
     let deadline = std::time::Instant::now() + WAIT;
     while !s.log().contains("\"disconnected\"") {
-        assert!(std::time::Instant::now() < deadline, "no disconnect line:\n{}", s.log());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no disconnect line:\n{}",
+            s.log()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let log = s.log();

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use natter_types::{ChatKey, DeviceId, UserId};
 
 use crate::{
-    Content, GroupRecord, Member, NewMessage, ReceiptMark, ReceiptStatus, Store, UserRecord,
+    Content, GroupRecord, Member, NewMessage, PushJob, PushPlatform, PushToken, ReceiptMark,
+    ReceiptStatus, Store, UserRecord,
 };
 use natter_types::GroupId;
 
@@ -53,6 +54,101 @@ pub async fn run_all(store: Arc<dyn Store>) {
     a_group_changes_with_its_system_message(&*store).await;
     receipts_are_raised_once(&*store).await;
     the_read_pointer_moves_forward_and_counts_down_unread(&*store).await;
+    a_push_token_has_one_owner(&*store).await;
+    push_jobs_collapse_per_chat_and_settle_by_version(&*store).await;
+}
+
+fn token(u: &UserId, device: &str, t: &str) -> PushToken {
+    PushToken {
+        user: u.clone(),
+        device: DeviceId::new(device).expect("device"),
+        platform: PushPlatform::Fcm,
+        token: t.into(),
+    }
+}
+
+/// Push tokens: one per device, one device per token, dead ones forgotten.
+pub async fn a_push_token_has_one_owner(store: &dyn Store) {
+    let (p, q) = (user("pt-alice"), user("pt-bob"));
+    store.push_register(token(&p, "phone", "t1")).await.unwrap();
+    store
+        .push_register(token(&p, "tablet", "t2"))
+        .await
+        .unwrap();
+    // The phone's new token replaces its old one.
+    store.push_register(token(&p, "phone", "t3")).await.unwrap();
+    let mine: Vec<String> = store
+        .push_tokens(&p)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.token)
+        .collect();
+    assert_eq!(mine, ["t3", "t2"]);
+    // The tablet's token moves to another account.
+    store.push_register(token(&q, "tab", "t2")).await.unwrap();
+    assert_eq!(store.push_tokens(&p).await.unwrap().len(), 1);
+    assert_eq!(store.push_tokens(&q).await.unwrap()[0].token, "t2");
+    assert!(store.push_forget(PushPlatform::Fcm, "t2").await.unwrap());
+    assert!(!store.push_forget(PushPlatform::Fcm, "t2").await.unwrap());
+    assert!(store.push_tokens(&q).await.unwrap().is_empty());
+    // An old token freed by a replacement is no one's any more.
+    assert!(!store.push_forget(PushPlatform::Fcm, "t1").await.unwrap());
+    assert!(store
+        .push_unregister(&p, &DeviceId::new("phone").unwrap())
+        .await
+        .unwrap());
+    assert!(store.push_tokens(&p).await.unwrap().is_empty());
+}
+
+/// Push jobs: a newer message for the same chat replaces a waiting job (keeping its backoff);
+/// settling an older version never drops the newer content.
+pub async fn push_jobs_collapse_per_chat_and_settle_by_version(store: &dyn Store) {
+    let u = user("pj-alice");
+    let job = |body: &str, badge: u64, due_ms: u64| PushJob {
+        user: u.clone(),
+        device: DeviceId::new("phone").expect("device"),
+        collapse: "d:pj-alice:pj-bob".into(),
+        platform: PushPlatform::Fcm,
+        token: "tok".into(),
+        title: "pj-bob".into(),
+        body: body.into(),
+        badge,
+        chat: "u/pj-bob".into(),
+        msg: natter_types::MsgId(1),
+        attempts: 0,
+        due_ms,
+        version: 0,
+    };
+    store.push_enqueue(vec![job("one", 1, 100)]).await.unwrap();
+    let first = store.push_due(100, 10).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert!(
+        store.push_due(99, 10).await.unwrap().is_empty(),
+        "not due before its time"
+    );
+    // A retry pushes it back; a newer message collapses into it without skipping the wait.
+    store
+        .push_settle(&first[0], Some((1, 5_000)))
+        .await
+        .unwrap();
+    store.push_enqueue(vec![job("two", 2, 200)]).await.unwrap();
+    assert!(store.push_due(4_999, 10).await.unwrap().is_empty());
+    let waiting = store.push_due(5_000, 10).await.unwrap();
+    assert_eq!(waiting.len(), 1);
+    assert_eq!(
+        (
+            waiting[0].body.as_str(),
+            waiting[0].badge,
+            waiting[0].attempts
+        ),
+        ("two", 2, 1)
+    );
+    // Settling the first version leaves the second; settling the second removes it.
+    store.push_settle(&first[0], None).await.unwrap();
+    assert_eq!(store.push_due(5_000, 10).await.unwrap().len(), 1);
+    store.push_settle(&waiting[0], None).await.unwrap();
+    assert!(store.push_due(u64::MAX, 10).await.unwrap().is_empty());
 }
 
 /// Users: create, refuse a second create, change a password, list, remove.

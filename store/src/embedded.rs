@@ -16,9 +16,10 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
-    Appended, ChatSummary, GroupRecord, InboxItem, NewMessage, ReadOutcome, ReceiptMark, Result,
-    StoreError, StoredMessage, UserRecord,
+    Appended, ChatSummary, GroupRecord, InboxItem, NewMessage, PushJob, PushPlatform, PushToken,
+    ReadOutcome, ReceiptMark, ReceiptStatus, Result, StoreError, StoredMessage, UserRecord,
 };
+use natter_types::DeviceId;
 
 const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
 /// (chat key, message id) → message JSON.
@@ -41,6 +42,13 @@ const READ_SCAN: usize = 5000;
 const READ_REPORT: usize = 1000;
 /// (user, group id) → (): who is in which group now.
 const MEMBERSHIPS: TableDefinition<(&str, &str), ()> = TableDefinition::new("memberships");
+/// (user, device) → push token JSON.
+const PUSH_TOKENS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("push_tokens");
+/// (platform, token) → (user, device): who holds a token, so that it has one owner.
+const PUSH_OWNERS: TableDefinition<(&str, &str), (&str, &str)> =
+    TableDefinition::new("push_owners");
+/// (user, device, collapse key) → push job JSON. Small: only jobs not yet sent.
+const PUSH_JOBS: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("push_jobs");
 
 #[derive(Serialize, Deserialize)]
 struct InboxEntry {
@@ -231,6 +239,9 @@ impl EmbeddedStore {
             txn.open_table(GROUPS).map_err(storage)?;
             txn.open_table(MEMBERSHIPS).map_err(storage)?;
             txn.open_table(RECEIPTS).map_err(storage)?;
+            txn.open_table(PUSH_TOKENS).map_err(storage)?;
+            txn.open_table(PUSH_OWNERS).map_err(storage)?;
+            txn.open_table(PUSH_JOBS).map_err(storage)?;
         }
         txn.commit().map_err(storage)?;
         let db = Arc::new(Handle {
@@ -861,6 +872,201 @@ impl crate::Store for EmbeddedStore {
                 out.push(GroupId::new(k.value().1).map_err(corrupt)?);
             }
             Ok(out)
+        })
+        .await
+    }
+
+    async fn receipt(
+        &self,
+        chat: &ChatKey,
+        id: MsgId,
+        user: &UserId,
+    ) -> Result<Option<ReceiptStatus>> {
+        let (chat, user) = (chat.clone(), user.clone());
+        self.read(move |txn| {
+            let t = txn.open_table(RECEIPTS).map_err(storage)?;
+            let v = t
+                .get((chat.as_str(), id.0, user.as_str()))
+                .map_err(storage)?;
+            Ok(match v.map(|g| g.value()) {
+                Some(1) => Some(ReceiptStatus::Delivered),
+                Some(2) => Some(ReceiptStatus::Read),
+                _ => None,
+            })
+        })
+        .await
+    }
+
+    async fn push_register(&self, token: PushToken) -> Result<()> {
+        self.write(move |txn| {
+            let mut tokens = txn.open_table(PUSH_TOKENS).map_err(storage)?;
+            let mut owners = txn.open_table(PUSH_OWNERS).map_err(storage)?;
+            let key = (token.platform.as_str(), token.token.as_str());
+            // The token moves: a phone that logs into another account stops notifying the first.
+            let previous = owners
+                .get(key)
+                .map_err(storage)?
+                .map(|g| (g.value().0.to_owned(), g.value().1.to_owned()));
+            if let Some((u, d)) = previous {
+                tokens.remove((u.as_str(), d.as_str())).map_err(storage)?;
+            }
+            let mine = (token.user.as_str(), token.device.as_str());
+            let old: Option<PushToken> = tokens
+                .get(mine)
+                .map_err(storage)?
+                .map(|g| from_json(g.value()))
+                .transpose()?;
+            if let Some(old) = old {
+                owners
+                    .remove((old.platform.as_str(), old.token.as_str()))
+                    .map_err(storage)?;
+            }
+            tokens
+                .insert(mine, to_json(&token)?.as_slice())
+                .map_err(storage)?;
+            owners.insert(key, mine).map_err(storage)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn push_unregister(&self, user: &UserId, device: &DeviceId) -> Result<bool> {
+        let (user, device) = (user.clone(), device.clone());
+        self.write(move |txn| {
+            let mut tokens = txn.open_table(PUSH_TOKENS).map_err(storage)?;
+            let mut owners = txn.open_table(PUSH_OWNERS).map_err(storage)?;
+            let old: Option<PushToken> = tokens
+                .remove((user.as_str(), device.as_str()))
+                .map_err(storage)?
+                .map(|g| from_json(g.value()))
+                .transpose()?;
+            if let Some(old) = &old {
+                owners
+                    .remove((old.platform.as_str(), old.token.as_str()))
+                    .map_err(storage)?;
+            }
+            Ok(old.is_some())
+        })
+        .await
+    }
+
+    async fn push_tokens(&self, user: &UserId) -> Result<Vec<PushToken>> {
+        let user = user.clone();
+        self.read(move |txn| {
+            let t = txn.open_table(PUSH_TOKENS).map_err(storage)?;
+            let mut out = Vec::new();
+            for row in t.range(user_prefix(&user)).map_err(storage)? {
+                let (_, v) = row.map_err(storage)?;
+                out.push(from_json(v.value())?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn push_forget(&self, platform: PushPlatform, token: &str) -> Result<bool> {
+        let token = token.to_owned();
+        self.write(move |txn| {
+            let mut tokens = txn.open_table(PUSH_TOKENS).map_err(storage)?;
+            let mut owners = txn.open_table(PUSH_OWNERS).map_err(storage)?;
+            let owner = owners
+                .remove((platform.as_str(), token.as_str()))
+                .map_err(storage)?
+                .map(|g| (g.value().0.to_owned(), g.value().1.to_owned()));
+            match owner {
+                Some((u, d)) => {
+                    tokens.remove((u.as_str(), d.as_str())).map_err(storage)?;
+                    Ok(true)
+                }
+                None => Ok(false),
+            }
+        })
+        .await
+    }
+
+    async fn push_enqueue(&self, jobs: Vec<PushJob>) -> Result<()> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        self.write(move |txn| {
+            let mut t = txn.open_table(PUSH_JOBS).map_err(storage)?;
+            for mut job in jobs {
+                let key = (
+                    job.user.as_str(),
+                    job.device.as_str(),
+                    job.collapse.as_str(),
+                );
+                let waiting: Option<PushJob> = t
+                    .get(key)
+                    .map_err(storage)?
+                    .map(|g| from_json(g.value()))
+                    .transpose()?;
+                if let Some(w) = waiting {
+                    job.attempts = w.attempts;
+                    job.due_ms = w.due_ms.max(job.due_ms);
+                    job.version = w.version + 1;
+                }
+                let bytes = to_json(&job)?;
+                let key = (
+                    job.user.as_str(),
+                    job.device.as_str(),
+                    job.collapse.as_str(),
+                );
+                t.insert(key, bytes.as_slice()).map_err(storage)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn push_due(&self, now_ms: u64, limit: usize) -> Result<Vec<PushJob>> {
+        self.read(move |txn| {
+            let t = txn.open_table(PUSH_JOBS).map_err(storage)?;
+            let mut out = Vec::new();
+            for row in t.iter().map_err(storage)? {
+                let (_, v) = row.map_err(storage)?;
+                let job: PushJob = from_json(v.value())?;
+                if job.due_ms <= now_ms {
+                    out.push(job);
+                    if out.len() >= limit {
+                        break;
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn push_settle(&self, job: &PushJob, retry: Option<(u32, u64)>) -> Result<()> {
+        let job = job.clone();
+        self.write(move |txn| {
+            let mut t = txn.open_table(PUSH_JOBS).map_err(storage)?;
+            let key = (
+                job.user.as_str(),
+                job.device.as_str(),
+                job.collapse.as_str(),
+            );
+            let waiting: Option<PushJob> = t
+                .get(key)
+                .map_err(storage)?
+                .map(|g| from_json(g.value()))
+                .transpose()?;
+            let Some(mut w) = waiting else {
+                return Ok(());
+            };
+            match retry {
+                None if w.version == job.version => {
+                    t.remove(key).map_err(storage)?;
+                }
+                None => {}
+                Some((attempts, due_ms)) => {
+                    w.attempts = attempts;
+                    w.due_ms = due_ms;
+                    t.insert(key, to_json(&w)?.as_slice()).map_err(storage)?;
+                }
+            }
+            Ok(())
         })
         .await
     }

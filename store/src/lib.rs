@@ -13,7 +13,7 @@ mod model;
 pub use model::*;
 
 use async_trait::async_trait;
-use natter_types::{ChatKey, GroupId, MsgId, Seq, UserId};
+use natter_types::{ChatKey, DeviceId, GroupId, MsgId, Seq, UserId};
 
 /// What can go wrong in a store.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -85,4 +85,30 @@ pub trait Store: Send + Sync + 'static {
     async fn group(&self, id: &GroupId) -> Result<Option<GroupRecord>>;
     /// The groups `user` is a member of now.
     async fn groups_of(&self, user: &UserId) -> Result<Vec<GroupId>>;
+    /// How far `user` has got with message `id` of `chat`, if anywhere.
+    async fn receipt(
+        &self,
+        chat: &ChatKey,
+        id: MsgId,
+        user: &UserId,
+    ) -> Result<Option<ReceiptStatus>>;
+
+    /// Registers a device's push token, replacing the device's previous one; a token registered
+    /// by another device before moves to this one.
+    async fn push_register(&self, token: PushToken) -> Result<()>;
+    /// Removes a device's push token; `false` if it had none.
+    async fn push_unregister(&self, user: &UserId, device: &DeviceId) -> Result<bool>;
+    /// Every push token of `user`.
+    async fn push_tokens(&self, user: &UserId) -> Result<Vec<PushToken>>;
+    /// Forgets a token the provider called dead, whichever device had it; `false` if unknown.
+    async fn push_forget(&self, platform: PushPlatform, token: &str) -> Result<bool>;
+    /// Stores jobs. A job for a (user, device, collapse) already waiting is replaced by the new
+    /// content but keeps its attempts and due time (a backoff is never skipped).
+    async fn push_enqueue(&self, jobs: Vec<PushJob>) -> Result<()>;
+    /// Jobs due at `now_ms`, at most `limit`.
+    async fn push_due(&self, now_ms: u64, limit: usize) -> Result<Vec<PushJob>>;
+    /// Settles a send of `job`: `None` deletes it (sent or given up), `Some((attempts, due_ms))`
+    /// reschedules it. If the job was collapsed with newer content meanwhile, a success leaves
+    /// the newer content waiting and a retry moves its due time.
+    async fn push_settle(&self, job: &PushJob, retry: Option<(u32, u64)>) -> Result<()>;
 }

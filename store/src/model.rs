@@ -175,3 +175,68 @@ pub struct ReadOutcome {
     /// The read pointer now (an inbox seq).
     pub read_seq: Seq,
 }
+
+/// The push service a device token belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PushPlatform {
+    /// Firebase Cloud Messaging (Android, web).
+    Fcm,
+    /// Apple Push Notification service.
+    Apns,
+}
+
+impl PushPlatform {
+    /// `fcm` or `apns`, as in the protocol and in metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PushPlatform::Fcm => "fcm",
+            PushPlatform::Apns => "apns",
+        }
+    }
+}
+
+/// A device's push token. One per device; a token belongs to one device at a time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushToken {
+    /// The user.
+    pub user: UserId,
+    /// The device that registered it.
+    pub device: DeviceId,
+    /// Where to send.
+    pub platform: PushPlatform,
+    /// The provider's registration token (FCM) or device token (APNs).
+    pub token: String,
+}
+
+/// A notification waiting to be sent to one device token. Jobs are collapsed per (user,
+/// device, chat): a newer message replaces the text and badge of a job not yet sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushJob {
+    /// Whose device.
+    pub user: UserId,
+    /// Which device.
+    pub device: DeviceId,
+    /// The collapse key: the chat, as the store keys it.
+    pub collapse: String,
+    /// Where to send.
+    pub platform: PushPlatform,
+    /// The token at the time the job was made.
+    pub token: String,
+    /// Notification title (who wrote).
+    pub title: String,
+    /// Notification text.
+    pub body: String,
+    /// The badge: the user's unread messages.
+    pub badge: u64,
+    /// The chat as the recipient addresses it (`u/alice`, `g/…`), for the app to open.
+    pub chat: String,
+    /// The newest message the job is about.
+    pub msg: MsgId,
+    /// Sending attempts that failed so far.
+    pub attempts: u32,
+    /// Not to be sent before this, Unix ms (backoff).
+    pub due_ms: u64,
+    /// Bumped at every collapse, so that settling an older send never drops newer content.
+    pub version: u64,
+}
