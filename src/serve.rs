@@ -152,6 +152,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             ),
             _ => Arc::new(natter_bridge::presence::MemoryPresence::default()),
         };
+    let pusher = natter_push::Pusher::from_config(&config.push)?;
     let broker = Broker::new(config.clone()).await;
     let bridge = Arc::new(Bridge::new(
         store.clone(),
@@ -159,7 +160,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tokens,
         config.clone(),
         presence,
+        pusher,
     ));
+    bridge.start_push();
     let mut running = broker.start(bridge.clone()).await?;
 
     // Devices connected here stay online in a shared presence backend only while refreshed.

@@ -10,6 +10,7 @@ mod error;
 mod groups;
 mod limits;
 pub mod presence;
+mod push;
 mod receipts;
 mod requests;
 mod send;
@@ -52,6 +53,8 @@ pub struct Bridge {
     busy: AtomicUsize,
     /// Set at shutdown: new publishes are refused, so what is in flight can finish.
     closing: AtomicBool,
+    /// Push notifications, when enabled.
+    push: Option<push::Push>,
 }
 
 /// Counts one publish or ack in [`Bridge::busy`] while it lives.
@@ -109,6 +112,7 @@ impl Bridge {
         tokens: Arc<auth::Tokens>,
         config: Arc<Config>,
         presence: Arc<dyn presence::PresenceBackend>,
+        pusher: Option<natter_push::Pusher>,
     ) -> Bridge {
         Bridge {
             store,
@@ -127,6 +131,7 @@ impl Bridge {
             ),
             busy: AtomicUsize::new(0),
             closing: AtomicBool::new(false),
+            push: pusher.map(push::Push::new),
             config,
         }
     }

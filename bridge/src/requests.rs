@@ -72,6 +72,8 @@ impl Bridge {
             "group.leave" => self.group_leave(client, &params).await,
             "group.info" => self.group_info(client, &params).await,
             "presence" => self.presence_request(client, &params).await,
+            "push.register" => self.push_register(client, &params).await,
+            "push.unregister" => self.push_unregister(client).await,
             other => Err(ChatError::UnknownMethod(other.to_owned())),
         };
         self.to_device(client, wire::answer_ok(&id, result?)).await;

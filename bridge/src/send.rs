@@ -31,7 +31,7 @@ impl Bridge {
                 from: client.user.clone(),
                 dev: client.device.clone(),
                 cid: send.cid,
-                readers,
+                readers: readers.clone(),
                 content: send.content,
                 group_update: None,
             })
@@ -49,6 +49,9 @@ impl Bridge {
         // A resend of a known cid gets its receipt again (the first may have been lost with the
         // PUBACK) but is delivered to nobody a second time (a duplicate has no seqs).
         self.deliver(&appended).await;
+        if !appended.duplicate {
+            self.push_candidate(m, &readers);
+        }
         tracing::debug!(
             chat = %chat,
             readers = appended.seqs.len(),

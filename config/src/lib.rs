@@ -69,6 +69,8 @@ pub struct Config {
     pub presence: PresenceConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Push notifications for users with no device online.
+    pub push: PushConfig,
     /// Seconds `natter serve` takes at most, after SIGTERM or SIGINT, to finish the commits in
     /// flight, tell clients and exit.
     pub shutdown_timeout_secs: u64,
@@ -87,6 +89,7 @@ impl Default for Config {
             anonymous: None,
             presence: PresenceConfig::default(),
             log: LogConfig::default(),
+            push: PushConfig::default(),
             shutdown_timeout_secs: 10,
         }
     }
@@ -348,6 +351,87 @@ impl Default for PresenceConfig {
     }
 }
 
+/// Push notifications (FCM, APNs).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PushConfig {
+    /// Off: no push job is ever made.
+    pub enabled: bool,
+    /// Seconds natter waits for an online device to acknowledge a message before it pushes
+    /// anyway (a phone whose app is in the background may hold a dead connection).
+    pub grace_secs: u64,
+    /// Put the message text in the notification. Off: only who wrote (end-to-end friendly).
+    pub preview: bool,
+    /// Sending attempts for one notification before it is dropped (and counted).
+    pub max_attempts: u32,
+    /// First retry delay in milliseconds; doubled at each attempt, with jitter.
+    pub retry_base_ms: u64,
+    /// Longest retry delay, in seconds (a `Retry-After` from the provider wins).
+    pub retry_max_secs: u64,
+    /// Seconds a provider should keep trying to reach a device.
+    pub ttl_secs: u64,
+    /// Firebase Cloud Messaging, HTTP v1.
+    pub fcm: Option<FcmConfig>,
+    /// Apple Push Notification service.
+    pub apns: Option<ApnsConfig>,
+}
+
+impl Default for PushConfig {
+    fn default() -> Self {
+        PushConfig {
+            enabled: false,
+            grace_secs: 5,
+            preview: false,
+            max_attempts: 8,
+            retry_base_ms: 1000,
+            retry_max_secs: 600,
+            ttl_secs: 86_400,
+            fcm: None,
+            apns: None,
+        }
+    }
+}
+
+/// FCM HTTP v1.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FcmConfig {
+    /// The Google service-account JSON (`client_email`, `private_key`, `token_uri`,
+    /// `project_id`).
+    pub service_account_file: PathBuf,
+    /// Where FCM is.
+    #[serde(default = "default_fcm_url")]
+    pub base_url: String,
+    /// The Firebase project; empty: the service account's `project_id`.
+    #[serde(default)]
+    pub project_id: String,
+}
+
+fn default_fcm_url() -> String {
+    "https://fcm.googleapis.com".into()
+}
+
+/// APNs with a token-based (.p8) provider key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApnsConfig {
+    /// The .p8 signing key from the Apple developer account.
+    pub key_file: PathBuf,
+    /// Its key id (10 characters).
+    pub key_id: String,
+    /// The developer team id.
+    pub team_id: String,
+    /// The app's bundle id (`apns-topic`).
+    pub topic: String,
+    /// Where APNs is (`https://api.sandbox.push.apple.com` for development builds).
+    #[serde(default = "default_apns_url")]
+    pub base_url: String,
+}
+
+fn default_apns_url() -> String {
+    "https://api.push.apple.com".into()
+}
+
 /// Logging.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -526,6 +610,27 @@ impl Config {
         ] {
             if n == 0 {
                 return invalid(key, "0".into(), "at least 1");
+            }
+        }
+        if self.push.enabled && self.push.fcm.is_none() && self.push.apns.is_none() {
+            return invalid(
+                "push.enabled",
+                "true".into(),
+                "a [push.fcm] or [push.apns] table to send through",
+            );
+        }
+        if self.push.max_attempts == 0 {
+            return invalid("push.max_attempts", "0".into(), "at least 1");
+        }
+        if let Some(a) = &self.push.apns {
+            for (key, v) in [
+                ("push.apns.key_id", &a.key_id),
+                ("push.apns.team_id", &a.team_id),
+                ("push.apns.topic", &a.topic),
+            ] {
+                if v.is_empty() {
+                    return invalid(key, "\"\"".into(), "a non-empty value");
+                }
             }
         }
         if let Some(tls) = &self.mqtt.tls {

@@ -11,6 +11,7 @@ pub mod embedded;
 mod model;
 
 pub use model::*;
+pub use natter_types::PushPlatform;
 
 use async_trait::async_trait;
 use natter_types::{ChatKey, DeviceId, GroupId, MsgId, Seq, UserId};

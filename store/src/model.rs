@@ -1,6 +1,6 @@
 //! The records a store keeps, in the bridge's terms.
 
-use natter_types::{ChatKey, DeviceId, GroupId, MsgId, Seq, UserId};
+use natter_types::{ChatKey, DeviceId, GroupId, MsgId, PushPlatform, Seq, UserId};
 use serde::{Deserialize, Serialize};
 
 /// A user account.
@@ -174,26 +174,6 @@ pub struct ReadOutcome {
     pub unread: u64,
     /// The read pointer now (an inbox seq).
     pub read_seq: Seq,
-}
-
-/// The push service a device token belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PushPlatform {
-    /// Firebase Cloud Messaging (Android, web).
-    Fcm,
-    /// Apple Push Notification service.
-    Apns,
-}
-
-impl PushPlatform {
-    /// `fcm` or `apns`, as in the protocol and in metrics.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PushPlatform::Fcm => "fcm",
-            PushPlatform::Apns => "apns",
-        }
-    }
 }
 
 /// A device's push token. One per device; a token belongs to one device at a time.

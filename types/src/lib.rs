@@ -280,6 +280,39 @@ impl<'de> Deserialize<'de> for MsgId {
 /// A position in one user's inbox: starts at 1, strictly increasing, no gaps.
 pub type Seq = u64;
 
+/// The push service a device token belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PushPlatform {
+    /// Firebase Cloud Messaging (Android, web).
+    Fcm,
+    /// Apple Push Notification service.
+    Apns,
+}
+
+impl PushPlatform {
+    /// `fcm` or `apns`, as in the protocol and in metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PushPlatform::Fcm => "fcm",
+            PushPlatform::Apns => "apns",
+        }
+    }
+}
+
+impl FromStr for PushPlatform {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "fcm" => Ok(PushPlatform::Fcm),
+            "apns" => Ok(PushPlatform::Apns),
+            other => Err(format!(
+                "unknown push platform {other:?}: expected \"fcm\" or \"apns\""
+            )),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
