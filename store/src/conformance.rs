@@ -99,6 +99,11 @@ pub async fn a_push_token_has_one_owner(store: &dyn Store) {
         .await
         .unwrap());
     assert!(store.push_tokens(&p).await.unwrap().is_empty());
+    // Removing a user removes their tokens; the token is free for someone else.
+    store.push_register(token(&q, "tab", "t9")).await.unwrap();
+    store.remove_user(&q).await.unwrap();
+    assert!(store.push_tokens(&q).await.unwrap().is_empty());
+    assert!(!store.push_forget(PushPlatform::Fcm, "t9").await.unwrap());
 }
 
 /// Push jobs: a newer message for the same chat replaces a waiting job (keeping its backoff);

@@ -690,6 +690,22 @@ impl crate::Store for EmbeddedStore {
         self.write(move |txn| {
             let mut t = txn.open_table(USERS).map_err(storage)?;
             let removed = t.remove(user.as_str()).map_err(storage)?.is_some();
+            // A removed user's devices get no more notifications.
+            let mut tokens = txn.open_table(PUSH_TOKENS).map_err(storage)?;
+            let mut owners = txn.open_table(PUSH_OWNERS).map_err(storage)?;
+            let gone: Vec<PushToken> = tokens
+                .extract_from_if(user_prefix(&user), |_, _| true)
+                .map_err(storage)?
+                .map(|row| row.map_err(storage).and_then(|(_, v)| from_json(v.value())))
+                .collect::<Result<_>>()?;
+            for t in gone {
+                owners
+                    .remove((t.platform.as_str(), t.token.as_str()))
+                    .map_err(storage)?;
+            }
+            let mut jobs = txn.open_table(PUSH_JOBS).map_err(storage)?;
+            let range = (user.as_str(), "", "")..(user.as_str(), "\u{10FFFF}", "");
+            jobs.retain_in(range, |_, _| false).map_err(storage)?;
             Ok(removed)
         })
         .await
