@@ -68,6 +68,28 @@ enum Scenario {
         #[arg(long, default_value_t = 100)]
         sends: usize,
     },
+    /// Idle connections: `connections` devices connect (MQTT 3.1.1, a token as password) and
+    /// stay; natter's RSS before and after gives its memory per connection.
+    Idle {
+        /// natter's HTTP address.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        http: String,
+        /// natter's admin token (default: read from ./data/admin.token).
+        #[arg(long)]
+        admin_token: Option<String>,
+        /// Connections to open and hold.
+        #[arg(long, default_value_t = 10_000)]
+        connections: usize,
+        /// Devices per user (natter's `limits.max_connections_per_user` must allow as many).
+        #[arg(long, default_value_t = 1000)]
+        per_user: usize,
+        /// natter's process id, whose RSS is read from /proc.
+        #[arg(long)]
+        pid: u32,
+        /// Seconds to hold the connections after measuring.
+        #[arg(long, default_value_t = 0)]
+        hold: u64,
+    },
     /// natter's protocol: sender i messages receiver i; users are created through the admin API.
     Direct {
         /// natter's HTTP address.
@@ -369,6 +391,25 @@ async fn main() -> anyhow::Result<()> {
             members,
             sends,
         } => group(&cli, http, &admin_token(t)?, *members, *sends).await,
+        Scenario::Idle {
+            http,
+            admin_token: t,
+            connections,
+            per_user,
+            pid,
+            hold,
+        } => {
+            idle(
+                &cli,
+                http,
+                &admin_token(t)?,
+                *connections,
+                *per_user,
+                *pid,
+                *hold,
+            )
+            .await
+        }
         Scenario::Direct {
             http,
             admin_token: t,
@@ -541,5 +582,142 @@ async fn group(
         json!({"scenario": "group", "members": members, "sends": sends, "incomplete": incomplete,
                "last_member_p50_ms": ms(h.value_at_quantile(0.5)), "last_member_p99_ms": ms(h.value_at_quantile(0.99)), "max_ms": ms(h.max())})
     );
+    Ok(())
+}
+
+/// natter's resident memory, from /proc.
+fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading /proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmRSS line")
+}
+
+/// A natter access token for `user` (one argon2 check per user, not per connection).
+fn access_token(http: &str, user: &str, password: &str) -> anyhow::Result<String> {
+    let mut resp = ureq::post(&format!("http://{http}/v1/token"))
+        .send_json(json!({"user": user, "password": password}))?;
+    let v: serde_json::Value = resp.body_mut().read_json()?;
+    v["token"]
+        .as_str()
+        .map(str::to_owned)
+        .context("no token in the answer")
+}
+
+/// An MQTT 3.1.1 CONNECT, written by hand: an idle client needs nothing more than its socket.
+fn connect_packet(client_id: &str, user: &str, password: &str, keepalive: u16) -> Vec<u8> {
+    let field = |b: &mut Vec<u8>, s: &[u8]| {
+        b.extend_from_slice(&(s.len() as u16).to_be_bytes());
+        b.extend_from_slice(s);
+    };
+    let mut body = Vec::new();
+    field(&mut body, b"MQTT");
+    body.push(4); // 3.1.1
+    body.push(0b1100_0010); // username, password, clean session
+    body.extend_from_slice(&keepalive.to_be_bytes());
+    field(&mut body, client_id.as_bytes());
+    field(&mut body, user.as_bytes());
+    field(&mut body, password.as_bytes());
+    let mut p = vec![0x10];
+    let mut len = body.len();
+    loop {
+        let mut byte = (len % 128) as u8;
+        len /= 128;
+        if len > 0 {
+            byte |= 0x80;
+        }
+        p.push(byte);
+        if len == 0 {
+            break;
+        }
+    }
+    p.extend_from_slice(&body);
+    p
+}
+
+async fn idle(
+    cli: &Cli,
+    http: &str,
+    token: &str,
+    connections: usize,
+    per_user: usize,
+    pid: u32,
+    hold: u64,
+) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let users = connections.div_ceil(per_user.max(1));
+    let pw = "bench-pw";
+    let mut tokens = Vec::with_capacity(users);
+    for u in 0..users {
+        let name = format!("bench-idle{u}");
+        create_user(http, token, &name, pw)?;
+        tokens.push(access_token(http, &name, pw)?);
+    }
+    let before = rss_kib(pid)?;
+    let port: u16 = cli.port;
+    let started = Instant::now();
+    let mut held = Vec::with_capacity(connections);
+    // A few hundred handshakes at a time; each loopback source address has ~28k ports, so
+    // connections are spread over 127.0.0.2, 127.0.0.3, …
+    let mut wave = tokio::task::JoinSet::new();
+    for i in 0..connections {
+        let user = format!("bench-idle{}", i / per_user);
+        let password = tokens[i / per_user].clone();
+        let source = std::net::Ipv4Addr::new(
+            127,
+            0,
+            (2 + i / 20_000 / 250) as u8,
+            (2 + (i / 20_000) % 250) as u8,
+        );
+        wave.spawn(async move {
+            let sock = tokio::net::TcpSocket::new_v4()?;
+            sock.bind((source, 0).into())?;
+            let mut s = sock.connect(([127, 0, 0, 1], port).into()).await?;
+            s.write_all(&connect_packet(
+                &format!("{user}:d{i}"),
+                &user,
+                &password,
+                3600,
+            ))
+            .await?;
+            let mut ack = [0u8; 4];
+            tokio::time::timeout(Duration::from_secs(30), s.read_exact(&mut ack)).await??;
+            if ack[0] != 0x20 || ack[3] != 0 {
+                bail!("CONNACK {ack:?}");
+            }
+            anyhow::Ok(s)
+        });
+        if wave.len() >= 256 || i + 1 == connections {
+            while let Some(r) = wave.join_next().await {
+                held.push(r??);
+            }
+        }
+    }
+    let connect_s = started.elapsed().as_secs_f64();
+    // Let natter settle (its per-connection tasks and buffers) before reading its memory.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = rss_kib(pid)?;
+    let per_conn = (after.saturating_sub(before)) as f64 / held.len() as f64;
+    println!(
+        "scenario        idle ({} connections, {users} users)",
+        held.len()
+    );
+    println!("connect time    {connect_s:.1} s");
+    println!(
+        "natter RSS      {:.1} MiB before, {:.1} MiB after",
+        before as f64 / 1024.0,
+        after as f64 / 1024.0
+    );
+    println!("per connection  {per_conn:.1} KiB");
+    println!(
+        "json            {}",
+        json!({"scenario": "idle", "connections": held.len(), "rss_before_kib": before,
+               "rss_after_kib": after, "per_connection_kib": per_conn, "connect_s": connect_s})
+    );
+    tokio::time::sleep(Duration::from_secs(hold)).await;
+    drop(held);
     Ok(())
 }
