@@ -661,17 +661,15 @@ async fn idle(
     let started = Instant::now();
     let mut held = Vec::with_capacity(connections);
     // A few hundred handshakes at a time; each loopback source address has ~28k ports, so
-    // connections are spread over 127.0.0.2, 127.0.0.3, …
+    // connections are spread over 127.R.x.y, 20,000 per address; R is random per run because
+    // the ports of an earlier run sit in TIME_WAIT for a minute.
+    let net = rand_octet();
     let mut wave = tokio::task::JoinSet::new();
     for i in 0..connections {
         let user = format!("bench-idle{}", i / per_user);
         let password = tokens[i / per_user].clone();
-        let source = std::net::Ipv4Addr::new(
-            127,
-            0,
-            (2 + i / 20_000 / 250) as u8,
-            (2 + (i / 20_000) % 250) as u8,
-        );
+        let k = i / 20_000;
+        let source = std::net::Ipv4Addr::new(127, net, (k / 250) as u8, (2 + k % 250) as u8);
         wave.spawn(async move {
             let sock = tokio::net::TcpSocket::new_v4()?;
             sock.bind((source, 0).into())?;
@@ -720,4 +718,13 @@ async fn idle(
     tokio::time::sleep(Duration::from_secs(hold)).await;
     drop(held);
     Ok(())
+}
+
+/// A byte from 1 to 250, different from run to run (no rand dependency for one number).
+fn rand_octet() -> u8 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(7);
+    1 + (t % 250) as u8
 }
