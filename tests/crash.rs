@@ -5,10 +5,9 @@ mod common;
 
 use std::collections::{HashMap, HashSet};
 
-use common::{connect, options, Server, WAIT};
+use common::{connect, Server, WAIT};
 use rumqttc::v5::mqttbytes::v5::Packet;
-use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::{AsyncClient, Event};
+use rumqttc::v5::Event;
 use rumqttc::Outgoing;
 use serde_json::json;
 
@@ -22,20 +21,7 @@ async fn every_message_acked_before_kill_9_is_in_bobs_sync_exactly_once() {
     s.add_user("alice", "pw");
     s.add_user("bob", "pw");
 
-    let (client, mut el) =
-        AsyncClient::new(options(s.mqtt, "alice:phone", "alice", "pw"), TOTAL + 10);
-    let sender = tokio::spawn(async move {
-        for i in 0..TOTAL {
-            let body = json!({"cid": format!("k{i}"), "body": format!("message {i}")}).to_string();
-            if client
-                .publish("m/u/bob", QoS::AtLeastOnce, false, body)
-                .await
-                .is_err()
-            {
-                break;
-            }
-        }
-    });
+    let (mut el, sender) = common::burst(s.mqtt, TOTAL);
 
     // Publishes leave in request order, so the n-th outgoing PUBLISH is message n; packet ids
     // are reused once acked, so the map holds only those in flight.

@@ -6,10 +6,9 @@ mod common;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use common::{metric, options, Redis, Server, WAIT};
+use common::{metric, Redis, Server, WAIT};
 use rumqttc::v5::mqttbytes::v5::{DisconnectReasonCode, Packet, PubAckReason};
-use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::{AsyncClient, Event};
+use rumqttc::v5::Event;
 use rumqttc::Outgoing;
 use serde_json::json;
 
@@ -115,20 +114,7 @@ async fn sigterm_during_a_burst_loses_no_acknowledged_message() {
     s.add_user("alice", "pw");
     s.add_user("bob", "pw");
 
-    let (client, mut el) =
-        AsyncClient::new(options(s.mqtt, "alice:phone", "alice", "pw"), TOTAL + 10);
-    let sender = tokio::spawn(async move {
-        for i in 0..TOTAL {
-            let body = json!({"cid": format!("k{i}"), "body": format!("message {i}")}).to_string();
-            if client
-                .publish("m/u/bob", QoS::AtLeastOnce, false, body)
-                .await
-                .is_err()
-            {
-                break;
-            }
-        }
-    });
+    let (mut el, sender) = common::burst(s.mqtt, TOTAL);
 
     let mut in_flight: HashMap<u16, usize> = HashMap::new();
     let mut sent = 0usize;

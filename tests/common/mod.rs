@@ -610,6 +610,25 @@ impl Mqtt {
     }
 }
 
+/// Starts Alice's phone sending `total` messages (`cid` `k{i}`) to Bob as fast as QoS 1 allows;
+/// the caller polls the returned event loop (to see each PUBACK) and aborts the task at the end.
+pub fn burst(port: u16, total: usize) -> (EventLoop, tokio::task::JoinHandle<()>) {
+    let (client, el) = AsyncClient::new(options(port, "alice:phone", "alice", "pw"), total + 10);
+    let sender = tokio::spawn(async move {
+        for i in 0..total {
+            let body = json!({"cid": format!("k{i}"), "body": format!("message {i}")}).to_string();
+            if client
+                .publish("m/u/bob", QoS::AtLeastOnce, false, body)
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+    (el, sender)
+}
+
 /// The value of one series (`name{labels}` exactly as rendered) in a `/metrics` text; 0 when
 /// it is absent (a counter not yet moved).
 pub fn metric(text: &str, series: &str) -> f64 {
