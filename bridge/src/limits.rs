@@ -52,7 +52,15 @@ const PRUNE_AT: usize = 50_000;
 pub(crate) struct Rate<K> {
     per_sec: f64,
     burst: f64,
-    buckets: Mutex<HashMap<K, Bucket>>,
+    buckets: Mutex<Buckets<K>>,
+}
+
+struct Buckets<K> {
+    map: HashMap<K, Bucket>,
+    /// The size at which the next prune runs: after a prune that freed little (many users
+    /// active at once), the next waits until the map has doubled, so a busy node does not scan
+    /// every bucket for every new user.
+    prune_at: usize,
 }
 
 impl<K: Eq + Hash + Clone> Rate<K> {
@@ -61,22 +69,27 @@ impl<K: Eq + Hash + Clone> Rate<K> {
         Rate {
             per_sec,
             burst: f64::from(burst),
-            buckets: Mutex::new(HashMap::new()),
+            buckets: Mutex::new(Buckets {
+                map: HashMap::new(),
+                prune_at: PRUNE_AT,
+            }),
         }
     }
 
     /// Takes one token from `key`'s bucket; `false` when `key` is over the rate.
     pub(crate) fn allow(&self, key: &K) -> bool {
-        let mut map = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(b) = map.get_mut(key) {
-            return b.take(self.per_sec, self.burst);
+        let mut guard = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let b = &mut *guard;
+        if let Some(bucket) = b.map.get_mut(key) {
+            return bucket.take(self.per_sec, self.burst);
         }
-        if map.len() >= PRUNE_AT {
-            map.retain(|_, b| !b.refilled(self.per_sec, self.burst));
+        if b.map.len() >= b.prune_at {
+            b.map.retain(|_, x| !x.refilled(self.per_sec, self.burst));
+            b.prune_at = (b.map.len() * 2).max(PRUNE_AT);
         }
-        let mut b = Bucket::full(self.burst);
-        let ok = b.take(self.per_sec, self.burst);
-        map.insert(key.clone(), b);
+        let mut bucket = Bucket::full(self.burst);
+        let ok = bucket.take(self.per_sec, self.burst);
+        b.map.insert(key.clone(), bucket);
         ok
     }
 }
@@ -91,6 +104,19 @@ mod tests {
         assert!((0..3).all(|_| r.allow(&"alice")));
         assert!(!r.allow(&"alice"));
         assert!(r.allow(&"bob"));
+    }
+
+    #[test]
+    fn pruning_forgets_only_refilled_buckets_and_backs_off_when_all_are_busy() {
+        let r: Rate<usize> = Rate::new(0.001, 1);
+        for k in 0..PRUNE_AT {
+            assert!(r.allow(&k));
+        }
+        // Every bucket is empty (its user just sent), so pruning frees nothing …
+        assert!(r.allow(&PRUNE_AT));
+        assert!(!r.allow(&0), "an active user's bucket was forgotten");
+        // … and the next prune waits until the map has doubled.
+        assert_eq!(r.buckets.lock().unwrap().prune_at, 2 * PRUNE_AT);
     }
 
     #[test]
