@@ -154,7 +154,7 @@ impl Bridge {
 
     /// Devices connected to this node now.
     pub fn connected_devices(&self) -> usize {
-        self.devices.all().len()
+        self.devices.count()
     }
 
     /// Whether the store answers, and the presence backend where one is shared: `Err` names

@@ -113,6 +113,11 @@ impl Devices {
         }
     }
 
+    /// How many devices are connected to this node.
+    pub(crate) fn count(&self) -> usize {
+        self.lock().devices.len()
+    }
+
     /// Every device connected to this node.
     pub(crate) fn all(&self) -> Vec<(UserId, DeviceId)> {
         self.lock().devices.keys().cloned().collect()
