@@ -104,6 +104,18 @@ pub enum BrokerError {
     Tls(#[from] tls::TlsError),
 }
 
+/// Turns any listening failure (rmqtt's or the socket's own) into an error naming the key.
+fn bind_err<E: std::fmt::Display>(
+    key: &'static str,
+    addr: SocketAddr,
+) -> impl Fn(E) -> BrokerError {
+    move |e| BrokerError::Bind {
+        key,
+        addr,
+        reason: e.to_string(),
+    }
+}
+
 /// Sends messages into the broker, to whoever is subscribed. Cheap to clone.
 #[derive(Clone)]
 pub struct BrokerHandle {
@@ -244,13 +256,6 @@ impl Broker {
     /// Binds every listener, installs the hooks and starts serving.
     pub async fn start(self, gate: Arc<dyn Gate>) -> Result<RunningBroker, BrokerError> {
         let cfg = self.config.clone();
-        let bind_err = |key: &'static str, addr: SocketAddr| {
-            move |e: rmqtt::Error| BrokerError::Bind {
-                key,
-                addr,
-                reason: e.to_string(),
-            }
-        };
         let tcp = self
             .listener("tcp", cfg.mqtt.tcp, false)
             .bind()
@@ -317,11 +322,7 @@ impl Broker {
                             addr,
                             reason: e.to_string(),
                         })?;
-                let front_addr = front.local_addr().map_err(|e| BrokerError::Bind {
-                    key,
-                    addr,
-                    reason: e.to_string(),
-                })?;
+                let front_addr = front.local_addr().map_err(bind_err(key, addr))?;
                 if ws {
                     wss_addr = Some(front_addr);
                 } else {
