@@ -607,6 +607,23 @@ fn from_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
     serde_json::from_slice(bytes).map_err(corrupt)
 }
 
+/// Decodes what a `get` or `remove` found, if anything.
+fn from_json_opt<T: serde::de::DeserializeOwned>(
+    found: Option<redb::AccessGuard<'_, &[u8]>>,
+) -> Result<Option<T>> {
+    found.map(|g| from_json(g.value())).transpose()
+}
+
+/// A push token's row in `PUSH_OWNERS`.
+fn owner_key(t: &PushToken) -> (&str, &str) {
+    (t.platform.as_str(), t.token.as_str())
+}
+
+/// A push job's row in `PUSH_JOBS`.
+fn job_key(j: &PushJob) -> (&str, &str, &str) {
+    (j.user.as_str(), j.device.as_str(), j.collapse.as_str())
+}
+
 /// Encodes a record as JSON for storage.
 fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>> {
     serde_json::to_vec(value).map_err(corrupt)
@@ -666,8 +683,7 @@ impl crate::Store for EmbeddedStore {
         let user = user.clone();
         self.read(move |txn| {
             let t = txn.open_table(USERS).map_err(storage)?;
-            let g = t.get(user.as_str()).map_err(storage)?;
-            g.map(|g| from_json(g.value())).transpose()
+            from_json_opt(t.get(user.as_str()).map_err(storage)?)
         })
         .await
     }
@@ -699,9 +715,7 @@ impl crate::Store for EmbeddedStore {
                 .map(|row| row.map_err(storage).and_then(|(_, v)| from_json(v.value())))
                 .collect::<Result<_>>()?;
             for t in gone {
-                owners
-                    .remove((t.platform.as_str(), t.token.as_str()))
-                    .map_err(storage)?;
+                owners.remove(owner_key(&t)).map_err(storage)?;
             }
             let mut jobs = txn.open_table(PUSH_JOBS).map_err(storage)?;
             let range = (user.as_str(), "", "")..(user.as_str(), "\u{10FFFF}", "");
@@ -872,8 +886,7 @@ impl crate::Store for EmbeddedStore {
         let id = id.clone();
         self.read(move |txn| {
             let t = txn.open_table(GROUPS).map_err(storage)?;
-            let g = t.get(id.as_str()).map_err(storage)?;
-            g.map(|g| from_json(g.value())).transpose()
+            from_json_opt(t.get(id.as_str()).map_err(storage)?)
         })
         .await
     }
@@ -917,7 +930,7 @@ impl crate::Store for EmbeddedStore {
         self.write(move |txn| {
             let mut tokens = txn.open_table(PUSH_TOKENS).map_err(storage)?;
             let mut owners = txn.open_table(PUSH_OWNERS).map_err(storage)?;
-            let key = (token.platform.as_str(), token.token.as_str());
+            let key = owner_key(&token);
             // The token moves: a phone that logs into another account stops notifying the first.
             let previous = owners
                 .get(key)
@@ -927,15 +940,9 @@ impl crate::Store for EmbeddedStore {
                 tokens.remove((u.as_str(), d.as_str())).map_err(storage)?;
             }
             let mine = (token.user.as_str(), token.device.as_str());
-            let old: Option<PushToken> = tokens
-                .get(mine)
-                .map_err(storage)?
-                .map(|g| from_json(g.value()))
-                .transpose()?;
+            let old: Option<PushToken> = from_json_opt(tokens.get(mine).map_err(storage)?)?;
             if let Some(old) = old {
-                owners
-                    .remove((old.platform.as_str(), old.token.as_str()))
-                    .map_err(storage)?;
+                owners.remove(owner_key(&old)).map_err(storage)?;
             }
             tokens
                 .insert(mine, to_json(&token)?.as_slice())
@@ -951,15 +958,13 @@ impl crate::Store for EmbeddedStore {
         self.write(move |txn| {
             let mut tokens = txn.open_table(PUSH_TOKENS).map_err(storage)?;
             let mut owners = txn.open_table(PUSH_OWNERS).map_err(storage)?;
-            let old: Option<PushToken> = tokens
-                .remove((user.as_str(), device.as_str()))
-                .map_err(storage)?
-                .map(|g| from_json(g.value()))
-                .transpose()?;
+            let old: Option<PushToken> = from_json_opt(
+                tokens
+                    .remove((user.as_str(), device.as_str()))
+                    .map_err(storage)?,
+            )?;
             if let Some(old) = &old {
-                owners
-                    .remove((old.platform.as_str(), old.token.as_str()))
-                    .map_err(storage)?;
+                owners.remove(owner_key(old)).map_err(storage)?;
             }
             Ok(old.is_some())
         })
@@ -1007,28 +1012,15 @@ impl crate::Store for EmbeddedStore {
         self.write(move |txn| {
             let mut t = txn.open_table(PUSH_JOBS).map_err(storage)?;
             for mut job in jobs {
-                let key = (
-                    job.user.as_str(),
-                    job.device.as_str(),
-                    job.collapse.as_str(),
-                );
-                let waiting: Option<PushJob> = t
-                    .get(key)
-                    .map_err(storage)?
-                    .map(|g| from_json(g.value()))
-                    .transpose()?;
+                let waiting: Option<PushJob> =
+                    from_json_opt(t.get(job_key(&job)).map_err(storage)?)?;
                 if let Some(w) = waiting {
                     job.attempts = w.attempts;
                     job.due_ms = w.due_ms.max(job.due_ms);
                     job.version = w.version + 1;
                 }
-                let bytes = to_json(&job)?;
-                let key = (
-                    job.user.as_str(),
-                    job.device.as_str(),
-                    job.collapse.as_str(),
-                );
-                t.insert(key, bytes.as_slice()).map_err(storage)?;
+                t.insert(job_key(&job), to_json(&job)?.as_slice())
+                    .map_err(storage)?;
             }
             Ok(())
         })
@@ -1058,16 +1050,8 @@ impl crate::Store for EmbeddedStore {
         let job = job.clone();
         self.write(move |txn| {
             let mut t = txn.open_table(PUSH_JOBS).map_err(storage)?;
-            let key = (
-                job.user.as_str(),
-                job.device.as_str(),
-                job.collapse.as_str(),
-            );
-            let waiting: Option<PushJob> = t
-                .get(key)
-                .map_err(storage)?
-                .map(|g| from_json(g.value()))
-                .transpose()?;
+            let key = job_key(&job);
+            let waiting: Option<PushJob> = from_json_opt(t.get(key).map_err(storage)?)?;
             let Some(mut w) = waiting else {
                 return Ok(());
             };
