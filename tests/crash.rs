@@ -3,12 +3,9 @@
 
 mod common;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
-use common::{connect, Server, WAIT};
-use rumqttc::v5::mqttbytes::v5::Packet;
-use rumqttc::v5::Event;
-use rumqttc::Outgoing;
+use common::{connect, Burst, BurstStep, Server};
 use serde_json::json;
 
 const TOTAL: usize = 1000;
@@ -21,37 +18,23 @@ async fn every_message_acked_before_kill_9_is_in_bobs_sync_exactly_once() {
     s.add_user("alice", "pw");
     s.add_user("bob", "pw");
 
-    let (mut el, sender) = common::burst(s.mqtt, TOTAL);
-
-    // Publishes leave in request order, so the n-th outgoing PUBLISH is message n; packet ids
-    // are reused once acked, so the map holds only those in flight.
-    let mut in_flight: HashMap<u16, usize> = HashMap::new();
-    let mut sent = 0usize;
+    let mut burst = Burst::start(s.mqtt, TOTAL);
     let mut acked: HashSet<usize> = HashSet::new();
     let kill_after = 300;
     loop {
-        match tokio::time::timeout(WAIT, el.poll())
-            .await
-            .expect("progress")
-        {
-            Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
-                in_flight.insert(pkid, sent);
-                sent += 1;
-            }
-            Ok(Event::Incoming(Packet::PubAck(a))) => {
-                let n = in_flight
-                    .remove(&a.pkid)
-                    .expect("a PUBACK for a message in flight");
+        match burst.step().await {
+            BurstStep::PubAck(n, _) => {
                 acked.insert(n);
                 if acked.len() == kill_after {
                     s.kill9();
                 }
             }
-            Ok(_) => {}
-            Err(_) => break,
+            BurstStep::Ended => break,
+            _ => {}
         }
     }
-    sender.abort();
+    let sent = burst.sent;
+    drop(burst);
     assert!(acked.len() >= kill_after, "natter was killed mid-burst");
     assert!(
         sent > acked.len(),
@@ -59,25 +42,15 @@ async fn every_message_acked_before_kill_9_is_in_bobs_sync_exactly_once() {
     );
 
     s.restart();
-    let mut bob = connect(s.mqtt, "bob", "phone", "pw").await;
-    bob.subscribe_all().await;
-    let inbox = bob.sync_all(0).await;
-    let mut seen = HashSet::new();
+    let inbox = common::every_acked_message_kept_once(&s, &acked).await;
     for (i, m) in inbox.iter().enumerate() {
         assert_eq!(
             m["seq"].as_u64().unwrap(),
             i as u64 + 1,
             "seqs are gap-free"
         );
-        let cid = m["cid"].as_str().unwrap().to_owned();
-        assert!(seen.insert(cid.clone()), "{cid} delivered twice");
     }
-    for n in &acked {
-        assert!(
-            seen.contains(&format!("k{n}")),
-            "message {n} got a PUBACK but was lost"
-        );
-    }
+    let mut bob = s.online("bob", "laptop").await;
     // The inbox goes on where it stopped.
     let mut alice = connect(s.mqtt, "alice", "phone", "pw").await;
     alice

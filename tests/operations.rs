@@ -3,13 +3,11 @@
 
 mod common;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::time::Duration;
 
-use common::{metric, Redis, Server, WAIT};
-use rumqttc::v5::mqttbytes::v5::{DisconnectReasonCode, Packet, PubAckReason};
-use rumqttc::v5::Event;
-use rumqttc::Outgoing;
+use common::{metric, Burst, BurstStep, Redis, Server, WAIT};
+use rumqttc::v5::mqttbytes::v5::{DisconnectReasonCode, PubAckReason};
 use serde_json::json;
 
 fn status(url: &str) -> (u16, String) {
@@ -114,28 +112,15 @@ async fn sigterm_during_a_burst_loses_no_acknowledged_message() {
     s.add_user("alice", "pw");
     s.add_user("bob", "pw");
 
-    let (mut el, sender) = common::burst(s.mqtt, TOTAL);
-
-    let mut in_flight: HashMap<u16, usize> = HashMap::new();
-    let mut sent = 0usize;
+    let mut burst = Burst::start(s.mqtt, TOTAL);
     let mut acked: HashSet<usize> = HashSet::new();
     let mut refused = 0usize;
     let mut told = None;
     let mut signalled = false;
     loop {
-        match tokio::time::timeout(WAIT, el.poll())
-            .await
-            .expect("progress")
-        {
-            Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
-                in_flight.insert(pkid, sent);
-                sent += 1;
-            }
-            Ok(Event::Incoming(Packet::PubAck(a))) => {
-                let n = in_flight
-                    .remove(&a.pkid)
-                    .expect("a PUBACK for a message in flight");
-                match a.reason {
+        match burst.step().await {
+            BurstStep::PubAck(n, reason) => {
+                match reason {
                     PubAckReason::Success => {
                         acked.insert(n);
                     }
@@ -148,13 +133,14 @@ async fn sigterm_during_a_burst_loses_no_acknowledged_message() {
                     signalled = true;
                 }
             }
-            Ok(Event::Incoming(Packet::Disconnect(d))) => told = Some(d.reason_code),
-            Ok(_) => {}
+            BurstStep::Disconnect(code) => told = Some(code),
             // The server closed the connection (the loop fails on a broken link otherwise).
-            Err(_) => break,
+            BurstStep::Ended => break,
+            BurstStep::Other => {}
         }
     }
-    sender.abort();
+    let unanswered = burst.unanswered();
+    drop(burst);
     assert!(signalled, "the burst was interrupted");
     // natter asks rmqtt to end every session with "server shutting down" (0x8B), but rmqtt
     // 0.24 closes the socket before it writes the DISCONNECT, so clients see the close; if a
@@ -167,25 +153,12 @@ async fn sigterm_during_a_burst_loses_no_acknowledged_message() {
     assert!(status.success(), "natter exited with {status}");
     assert!(acked.len() < TOTAL, "SIGTERM came mid-burst");
     eprintln!(
-        "acked {} refused {refused} unanswered {}",
-        acked.len(),
-        in_flight.len()
+        "acked {} refused {refused} unanswered {unanswered}",
+        acked.len()
     );
 
     s.start_again();
-    let mut bob = s.online("bob", "phone").await;
-    let inbox = bob.sync_all(0).await;
-    let mut seen = HashSet::new();
-    for m in &inbox {
-        let cid = m["cid"].as_str().unwrap().to_owned();
-        assert!(seen.insert(cid.clone()), "{cid} delivered twice");
-    }
-    for n in &acked {
-        assert!(
-            seen.contains(&format!("k{n}")),
-            "message {n} got a PUBACK but was lost"
-        );
-    }
+    common::every_acked_message_kept_once(&s, &acked).await;
 }
 
 #[tokio::test]

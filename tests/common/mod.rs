@@ -610,23 +610,111 @@ impl Mqtt {
     }
 }
 
-/// Starts Alice's phone sending `total` messages (`cid` `k{i}`) to Bob as fast as QoS 1 allows;
-/// the caller polls the returned event loop (to see each PUBACK) and aborts the task at the end.
-pub fn burst(port: u16, total: usize) -> (EventLoop, tokio::task::JoinHandle<()>) {
-    let (client, el) = AsyncClient::new(options(port, "alice:phone", "alice", "pw"), total + 10);
-    let sender = tokio::spawn(async move {
-        for i in 0..total {
-            let body = json!({"cid": format!("k{i}"), "body": format!("message {i}")}).to_string();
-            if client
-                .publish("m/u/bob", QoS::AtLeastOnce, false, body)
-                .await
-                .is_err()
-            {
-                break;
+/// Alice's phone sending `total` messages (`cid` `k{i}`) to Bob as fast as QoS 1 allows,
+/// with each PUBACK matched to the message it answers.
+pub struct Burst {
+    el: EventLoop,
+    sender: tokio::task::JoinHandle<()>,
+    /// Packet id → message number, for messages sent and not yet answered.
+    in_flight: std::collections::HashMap<u16, usize>,
+    /// Messages that left the client.
+    pub sent: usize,
+}
+
+/// What a [`Burst`] saw next.
+pub enum BurstStep {
+    /// Message `n` got a PUBACK with this reason.
+    PubAck(usize, PubAckReason),
+    /// The server sent DISCONNECT.
+    Disconnect(rumqttc::v5::mqttbytes::v5::DisconnectReasonCode),
+    /// Anything else.
+    Other,
+    /// The connection ended.
+    Ended,
+}
+
+impl Burst {
+    pub fn start(port: u16, total: usize) -> Burst {
+        let (client, el) =
+            AsyncClient::new(options(port, "alice:phone", "alice", "pw"), total + 10);
+        let sender = tokio::spawn(async move {
+            for i in 0..total {
+                let body =
+                    json!({"cid": format!("k{i}"), "body": format!("message {i}")}).to_string();
+                if client
+                    .publish("m/u/bob", QoS::AtLeastOnce, false, body)
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
             }
+        });
+        Burst {
+            el,
+            sender,
+            in_flight: Default::default(),
+            sent: 0,
         }
-    });
-    (el, sender)
+    }
+
+    pub async fn step(&mut self) -> BurstStep {
+        match tokio::time::timeout(WAIT, self.el.poll())
+            .await
+            .expect("progress")
+        {
+            // Publishes leave in request order, so the n-th outgoing PUBLISH is message n;
+            // packet ids are reused once acked, so the map holds only those in flight.
+            Ok(Event::Outgoing(rumqttc::Outgoing::Publish(pkid))) => {
+                self.in_flight.insert(pkid, self.sent);
+                self.sent += 1;
+                BurstStep::Other
+            }
+            Ok(Event::Incoming(Packet::PubAck(a))) => {
+                let n = self
+                    .in_flight
+                    .remove(&a.pkid)
+                    .expect("a PUBACK for a message in flight");
+                BurstStep::PubAck(n, a.reason)
+            }
+            Ok(Event::Incoming(Packet::Disconnect(d))) => BurstStep::Disconnect(d.reason_code),
+            Ok(_) => BurstStep::Other,
+            Err(_) => BurstStep::Ended,
+        }
+    }
+
+    /// Messages sent that got no answer.
+    pub fn unanswered(&self) -> usize {
+        self.in_flight.len()
+    }
+}
+
+impl Drop for Burst {
+    fn drop(&mut self) {
+        self.sender.abort();
+    }
+}
+
+/// Bob's whole inbox after a restart: no `cid` twice, and every message in `acked` (by number)
+/// present. Returns the inbox.
+pub async fn every_acked_message_kept_once(
+    s: &Server,
+    acked: &std::collections::HashSet<usize>,
+) -> Vec<Value> {
+    let mut bob = s.online("bob", "phone").await;
+    let inbox = bob.sync_all(0).await;
+    let mut seen = std::collections::HashSet::new();
+    for m in &inbox {
+        let cid = m["cid"].as_str().unwrap().to_owned();
+        assert!(seen.insert(cid.clone()), "{cid} delivered twice");
+    }
+    for n in acked {
+        assert!(
+            seen.contains(&format!("k{n}")),
+            "message {n} got a PUBACK but was lost"
+        );
+    }
+    inbox
 }
 
 /// The value of one series (`name{labels}` exactly as rendered) in a `/metrics` text; 0 when
