@@ -191,6 +191,7 @@ impl Bridge {
                     event: Some(event.clone()),
                 },
                 group_update: Some(g.clone()),
+                media: None,
             })
             .await?;
         let g = Arc::new(g);

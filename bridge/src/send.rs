@@ -34,6 +34,7 @@ impl Bridge {
                 readers: readers.clone(),
                 content: send.content,
                 group_update: None,
+                media: None,
             })
             .await?;
         let committed = started.elapsed();

@@ -71,6 +71,8 @@ pub struct Config {
     pub log: LogConfig,
     /// Push notifications for users with no device online.
     pub push: PushConfig,
+    /// Uploaded files: where they live, what is accepted, how long they are kept.
+    pub media: MediaConfig,
     /// Seconds `natter serve` takes at most, after SIGTERM or SIGINT, to finish the commits in
     /// flight, tell clients and exit.
     pub shutdown_timeout_secs: u64,
@@ -90,6 +92,7 @@ impl Default for Config {
             presence: PresenceConfig::default(),
             log: LogConfig::default(),
             push: PushConfig::default(),
+            media: MediaConfig::default(),
             shutdown_timeout_secs: 10,
         }
     }
@@ -432,6 +435,92 @@ fn default_apns_url() -> String {
     "https://api.push.apple.com".into()
 }
 
+/// Uploaded files (images, voice notes, documents).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaConfig {
+    /// `local`: files under `dir`, uploaded and downloaded through natter's HTTP API with
+    /// HMAC-signed URLs. `s3`: an S3-compatible bucket, with presigned URLs.
+    pub backend: String,
+    /// Local backend: the directory; empty: `{data_dir}/media`.
+    pub dir: PathBuf,
+    /// Largest upload, in bytes.
+    pub max_bytes: u64,
+    /// MIME types accepted; `type/*` accepts a whole family.
+    pub mime_types: Vec<String>,
+    /// Seconds an upload or download URL stays valid.
+    pub url_ttl_secs: u64,
+    /// Days an upload is kept; its messages then say it expired. 0 keeps media for ever;
+    /// fractions are allowed.
+    pub retention_days: f64,
+    /// Seconds between sweeps for expired media and abandoned uploads.
+    pub sweep_secs: u64,
+    /// Local backend: how clients reach natter's HTTP API (`https://chat.example.com`);
+    /// empty: `http://{http.listen}`.
+    pub public_url: String,
+    /// Local backend: the key that signs URLs (at least 32 characters). Every node of a
+    /// cluster needs the same one. Empty: one is made and kept in `{data_dir}/media.key`.
+    pub secret: String,
+    /// The bucket, for `backend = "s3"`.
+    pub s3: Option<S3Config>,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        MediaConfig {
+            backend: "local".into(),
+            dir: PathBuf::new(),
+            max_bytes: 100 * 1000 * 1000,
+            mime_types: [
+                "image/jpeg",
+                "image/png",
+                "image/gif",
+                "image/webp",
+                "image/heic",
+                "video/mp4",
+                "video/quicktime",
+                "video/webm",
+                "audio/mpeg",
+                "audio/mp4",
+                "audio/aac",
+                "audio/ogg",
+                "audio/webm",
+                "application/pdf",
+                "text/plain",
+            ]
+            .map(String::from)
+            .to_vec(),
+            url_ttl_secs: 900,
+            retention_days: 0.0,
+            sweep_secs: 3600,
+            public_url: String::new(),
+            secret: String::new(),
+            s3: None,
+        }
+    }
+}
+
+/// An S3-compatible bucket. Credentials left empty come from the usual AWS environment
+/// variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Config {
+    /// The bucket (it must exist).
+    pub bucket: String,
+    /// The service's URL for S3-compatible servers (`http://127.0.0.1:9000`); empty: AWS.
+    #[serde(default)]
+    pub endpoint: String,
+    /// The region; empty: `AWS_REGION`, else `us-east-1`.
+    #[serde(default)]
+    pub region: String,
+    /// Access key id; empty: from the environment.
+    #[serde(default)]
+    pub access_key_id: String,
+    /// Secret access key; empty: from the environment.
+    #[serde(default)]
+    pub secret_access_key: String,
+}
+
 /// Logging.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -633,6 +722,7 @@ impl Config {
                 }
             }
         }
+        self.validate_media()?;
         if let Some(tls) = &self.mqtt.tls {
             let taken = [Some(self.mqtt.tcp), self.mqtt.ws];
             if taken.contains(&Some(tls.listen))
@@ -682,6 +772,99 @@ impl Config {
                     "an address no other MQTT listener uses",
                 );
             }
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    fn validate_media(&self) -> Result<(), ConfigError> {
+        let m = &self.media;
+        let invalid = |key: &str, value: String, expected: &str| {
+            Err(ConfigError::Invalid {
+                key: key.into(),
+                value,
+                expected: expected.into(),
+            })
+        };
+        match (m.backend.as_str(), &m.s3) {
+            ("local", _) | ("s3", Some(_)) => {}
+            ("s3", None) => {
+                return invalid(
+                    "media.backend",
+                    "\"s3\"".into(),
+                    "a [media.s3] table with the bucket",
+                )
+            }
+            (other, _) => {
+                return invalid("media.backend", format!("{other:?}"), "\"local\" or \"s3\"")
+            }
+        }
+        if let Some(s3) = &m.s3 {
+            if s3.bucket.is_empty() {
+                return invalid("media.s3.bucket", "\"\"".into(), "a bucket name");
+            }
+            if !s3.endpoint.is_empty()
+                && !(s3.endpoint.starts_with("http://") || s3.endpoint.starts_with("https://"))
+            {
+                return invalid(
+                    "media.s3.endpoint",
+                    format!("{:?}", s3.endpoint),
+                    "an http:// or https:// URL",
+                );
+            }
+        }
+        if m.max_bytes == 0 {
+            return invalid("media.max_bytes", "0".into(), "at least 1");
+        }
+        if m.url_ttl_secs == 0 || m.url_ttl_secs > 7 * 86_400 {
+            // S3 refuses presigned URLs valid for more than seven days.
+            return invalid(
+                "media.url_ttl_secs",
+                m.url_ttl_secs.to_string(),
+                "1 to 604800 (seven days)",
+            );
+        }
+        if m.sweep_secs == 0 {
+            return invalid("media.sweep_secs", "0".into(), "at least 1");
+        }
+        if !(m.retention_days.is_finite() && m.retention_days >= 0.0) {
+            return invalid(
+                "media.retention_days",
+                m.retention_days.to_string(),
+                "0 (keep) or a positive number of days",
+            );
+        }
+        for (i, t) in m.mime_types.iter().enumerate() {
+            let ok = t.split_once('/').is_some_and(|(a, b)| {
+                !a.is_empty()
+                    && !b.is_empty()
+                    && a != "*"
+                    && t.bytes().all(|c| c.is_ascii_graphic() && c != b';')
+            });
+            if !ok {
+                return invalid(
+                    &format!("media.mime_types[{i}]"),
+                    format!("{t:?}"),
+                    "a MIME type such as \"image/png\" or \"image/*\"",
+                );
+            }
+        }
+        if !m.secret.is_empty() && m.secret.len() < 32 {
+            return invalid(
+                "media.secret",
+                format!("({} characters)", m.secret.len()),
+                "at least 32 characters, or empty to have one made",
+            );
+        }
+        if !m.public_url.is_empty()
+            && !(m.public_url.starts_with("http://") || m.public_url.starts_with("https://"))
+        {
+            return invalid(
+                "media.public_url",
+                format!("{:?}", m.public_url),
+                "an http:// or https:// URL",
+            );
         }
         Ok(())
     }

@@ -6,11 +6,11 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use natter_types::{ChatKey, DeviceId, UserId};
+use natter_types::{ChatKey, DeviceId, MediaId, UserId};
 
 use crate::{
-    Content, GroupRecord, Member, NewMessage, PushJob, PushPlatform, PushToken, ReceiptMark,
-    ReceiptStatus, Store, UserRecord,
+    Content, GroupRecord, MediaRecord, MediaState, Member, NewMessage, PushJob, PushPlatform,
+    PushToken, ReceiptMark, ReceiptStatus, Store, UserRecord,
 };
 use natter_types::GroupId;
 
@@ -38,6 +38,7 @@ fn text(from: &UserId, to: &UserId, cid: Option<&str>, body: &str) -> NewMessage
             event: None,
         },
         group_update: None,
+        media: None,
     }
 }
 
@@ -56,6 +57,97 @@ pub async fn run_all(store: Arc<dyn Store>) {
     the_read_pointer_moves_forward_and_counts_down_unread(&*store).await;
     a_push_token_has_one_owner(&*store).await;
     push_jobs_collapse_per_chat_and_settle_by_version(&*store).await;
+    media_goes_from_pending_to_ready_to_expired_with_its_messages(&*store).await;
+}
+
+/// An upload is pending, then ready; a message carrying it is linked in the same append; expiry
+/// marks that message and moves the upload out of every sweep. An abandoned pending upload is
+/// found by the sweep and forgotten.
+pub async fn media_goes_from_pending_to_ready_to_expired_with_its_messages(store: &dyn Store) {
+    let (a, b) = (user("media-a"), user("media-b"));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let rec = |state| MediaRecord {
+        id: MediaId::generate(),
+        owner: a.clone(),
+        mime: "image/png".into(),
+        size: 3,
+        sha256: None,
+        created_ms: now,
+        state,
+        sent_in: Vec::new(),
+    };
+    let photo = rec(MediaState::Pending);
+    let abandoned = rec(MediaState::Pending);
+    store.media_create(photo.clone()).await.expect("create");
+    store.media_create(abandoned.clone()).await.expect("create");
+    let later = now + 60_000;
+    let pending = store
+        .media_older(MediaState::Pending, later, 10)
+        .await
+        .expect("older");
+    let pending: Vec<_> = pending.iter().map(|r| r.id.clone()).collect();
+    assert!(pending.contains(&photo.id) && pending.contains(&abandoned.id));
+    assert!(store
+        .media_older(MediaState::Pending, now.saturating_sub(60_000), 10)
+        .await
+        .expect("older")
+        .iter()
+        .all(|r| r.id != photo.id));
+
+    assert!(store.media_ready(&photo.id).await.expect("ready"));
+    assert!(!store.media_ready(&photo.id).await.expect("ready twice"));
+    let mut m = text(&a, &b, None, "look");
+    m.content.media = Some(serde_json::json!({"id": photo.id, "mime": "image/png", "size": 3}));
+    m.media = Some(photo.id.clone());
+    let sent = store.append(m).await.expect("append");
+    let got = store.media(&photo.id).await.expect("media").expect("known");
+    assert_eq!(got.state, MediaState::Ready);
+    assert_eq!(
+        got.sent_in,
+        vec![(sent.message.chat.clone(), sent.message.id)]
+    );
+    let ready = store
+        .media_older(MediaState::Ready, later, 1000)
+        .await
+        .expect("older");
+    assert!(ready.iter().any(|r| r.id == photo.id));
+    assert!(
+        ready.iter().all(|r| r.id != abandoned.id),
+        "pending is not ready"
+    );
+
+    let was = store.media_expire(&photo.id).await.expect("expire");
+    assert_eq!(was.map(|r| r.state), Some(MediaState::Ready));
+    let stored = store
+        .message(&sent.message.chat, sent.message.id)
+        .await
+        .expect("message")
+        .expect("still there");
+    assert_eq!(
+        stored.content.media.as_ref().and_then(|v| v.get("expired")),
+        Some(&serde_json::Value::Bool(true)),
+        "the message says its media expired"
+    );
+    let gone = store.media(&photo.id).await.expect("media").expect("kept");
+    assert_eq!(gone.state, MediaState::Expired);
+    assert!(store
+        .media_older(MediaState::Ready, later, 1000)
+        .await
+        .expect("older")
+        .iter()
+        .all(|r| r.id != photo.id));
+
+    store.media_expire(&abandoned.id).await.expect("expire");
+    assert_eq!(store.media(&abandoned.id).await.expect("media"), None);
+    assert!(store
+        .media_older(MediaState::Pending, later, 10)
+        .await
+        .expect("older")
+        .iter()
+        .all(|r| r.id != abandoned.id));
 }
 
 fn token(u: &UserId, device: &str, t: &str) -> PushToken {
@@ -384,6 +476,7 @@ pub async fn a_group_changes_with_its_system_message(store: &dyn Store) {
             event: None,
         },
         group_update: Some(g.clone()),
+        media: None,
     };
     let m = store
         .append(announce(

@@ -16,10 +16,11 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
-    Appended, ChatSummary, GroupRecord, InboxItem, NewMessage, PushJob, PushPlatform, PushToken,
-    ReadOutcome, ReceiptMark, ReceiptStatus, Result, StoreError, StoredMessage, UserRecord,
+    Appended, ChatSummary, GroupRecord, InboxItem, MediaRecord, MediaState, NewMessage, PushJob,
+    PushPlatform, PushToken, ReadOutcome, ReceiptMark, ReceiptStatus, Result, StoreError,
+    StoredMessage, UserRecord,
 };
-use natter_types::DeviceId;
+use natter_types::{DeviceId, MediaId};
 
 const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
 /// (chat key, message id) → message JSON.
@@ -49,6 +50,14 @@ const PUSH_OWNERS: TableDefinition<(&str, &str), (&str, &str)> =
     TableDefinition::new("push_owners");
 /// (user, device, collapse key) → push job JSON. Small: only jobs not yet sent.
 const PUSH_JOBS: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("push_jobs");
+/// media id → media record JSON, for uploads pending or ready. Ids sort by time, so the
+/// retention sweep reads the oldest first and stops at its cut-off.
+const MEDIA: TableDefinition<&str, &[u8]> = TableDefinition::new("media");
+/// media id → (): the uploads still pending, so the sweep for abandoned ones skips the rest.
+const MEDIA_PENDING: TableDefinition<&str, ()> = TableDefinition::new("media_pending");
+/// media id → media record JSON, for expired uploads: kept (small) so that a member asking for
+/// one hears that it expired, and out of `MEDIA` so sweeps never read them again.
+const MEDIA_GONE: TableDefinition<&str, &[u8]> = TableDefinition::new("media_gone");
 
 #[derive(Serialize, Deserialize)]
 struct InboxEntry {
@@ -242,6 +251,9 @@ impl EmbeddedStore {
             txn.open_table(PUSH_TOKENS).map_err(storage)?;
             txn.open_table(PUSH_OWNERS).map_err(storage)?;
             txn.open_table(PUSH_JOBS).map_err(storage)?;
+            txn.open_table(MEDIA).map_err(storage)?;
+            txn.open_table(MEDIA_PENDING).map_err(storage)?;
+            txn.open_table(MEDIA_GONE).map_err(storage)?;
         }
         txn.commit().map_err(storage)?;
         let db = Arc::new(Handle {
@@ -467,6 +479,9 @@ fn write_batch(db: &Database, ops: &[&Op], last_id: &mut u128, dedup_ms: u64) ->
             if let Some(g) = &msg.group_update {
                 put_group(&txn, g)?;
             }
+            if let Some(media) = &msg.media {
+                link_media(&txn, media, &msg.chat, id)?;
+            }
             out.push(Done::Appended(Box::new(Appended {
                 message,
                 seqs,
@@ -599,6 +614,24 @@ fn put_group(txn: &redb::WriteTransaction, g: &GroupRecord) -> Result<()> {
     groups
         .insert(g.id.as_str(), bytes.as_slice())
         .map_err(storage)?;
+    Ok(())
+}
+
+/// Notes that message `id` of `chat` carries `media`. An upload expired meanwhile is left as
+/// it is: the message still names it, and asking for it says it expired.
+fn link_media(
+    txn: &redb::WriteTransaction,
+    media: &MediaId,
+    chat: &ChatKey,
+    id: MsgId,
+) -> Result<()> {
+    let mut t = txn.open_table(MEDIA).map_err(storage)?;
+    let found: Option<MediaRecord> = from_json_opt(t.get(media.as_str()).map_err(storage)?)?;
+    if let Some(mut rec) = found {
+        rec.sent_in.push((chat.clone(), id));
+        t.insert(media.as_str(), to_json(&rec)?.as_slice())
+            .map_err(storage)?;
+    }
     Ok(())
 }
 
@@ -1067,6 +1100,134 @@ impl crate::Store for EmbeddedStore {
                 }
             }
             Ok(())
+        })
+        .await
+    }
+
+    async fn media_create(&self, media: MediaRecord) -> Result<()> {
+        self.write(move |txn| {
+            let mut t = txn.open_table(MEDIA).map_err(storage)?;
+            t.insert(media.id.as_str(), to_json(&media)?.as_slice())
+                .map_err(storage)?;
+            if media.state == MediaState::Pending {
+                let mut p = txn.open_table(MEDIA_PENDING).map_err(storage)?;
+                p.insert(media.id.as_str(), ()).map_err(storage)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn media(&self, id: &MediaId) -> Result<Option<MediaRecord>> {
+        let id = id.clone();
+        self.read(move |txn| {
+            let t = txn.open_table(MEDIA).map_err(storage)?;
+            if let Some(rec) = from_json_opt(t.get(id.as_str()).map_err(storage)?)? {
+                return Ok(Some(rec));
+            }
+            let gone = txn.open_table(MEDIA_GONE).map_err(storage)?;
+            from_json_opt(gone.get(id.as_str()).map_err(storage)?)
+        })
+        .await
+    }
+
+    async fn media_ready(&self, id: &MediaId) -> Result<bool> {
+        let id = id.clone();
+        self.write(move |txn| {
+            let mut t = txn.open_table(MEDIA).map_err(storage)?;
+            let found: Option<MediaRecord> = from_json_opt(t.get(id.as_str()).map_err(storage)?)?;
+            let Some(mut rec) = found.filter(|r| r.state == MediaState::Pending) else {
+                return Ok(false);
+            };
+            rec.state = MediaState::Ready;
+            t.insert(id.as_str(), to_json(&rec)?.as_slice())
+                .map_err(storage)?;
+            let mut p = txn.open_table(MEDIA_PENDING).map_err(storage)?;
+            p.remove(id.as_str()).map_err(storage)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn media_older(
+        &self,
+        state: MediaState,
+        before_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<MediaRecord>> {
+        let floor = MediaId::floor_at(before_ms);
+        self.read(move |txn| {
+            let t = txn.open_table(MEDIA).map_err(storage)?;
+            let mut out = Vec::new();
+            let mut take = |id: &str| -> Result<bool> {
+                if let Some(rec) = from_json_opt::<MediaRecord>(t.get(id).map_err(storage)?)? {
+                    if rec.state == state {
+                        out.push(rec);
+                    }
+                }
+                Ok(out.len() < limit)
+            };
+            match state {
+                MediaState::Pending => {
+                    let p = txn.open_table(MEDIA_PENDING).map_err(storage)?;
+                    for row in p.range(..floor.as_str()).map_err(storage)? {
+                        let (k, _) = row.map_err(storage)?;
+                        if !take(k.value())? {
+                            break;
+                        }
+                    }
+                }
+                MediaState::Ready => {
+                    for row in t.range(..floor.as_str()).map_err(storage)? {
+                        let (k, _) = row.map_err(storage)?;
+                        if !take(k.value())? {
+                            break;
+                        }
+                    }
+                }
+                // Expired uploads are never swept again.
+                MediaState::Expired => {}
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn media_expire(&self, id: &MediaId) -> Result<Option<MediaRecord>> {
+        let id = id.clone();
+        self.write(move |txn| {
+            let mut t = txn.open_table(MEDIA).map_err(storage)?;
+            let Some(rec) = from_json_opt::<MediaRecord>(t.remove(id.as_str()).map_err(storage)?)?
+            else {
+                return Ok(None);
+            };
+            let mut p = txn.open_table(MEDIA_PENDING).map_err(storage)?;
+            p.remove(id.as_str()).map_err(storage)?;
+            if rec.state == MediaState::Ready {
+                let mut messages = txn.open_table(MESSAGES).map_err(storage)?;
+                for (chat, msg) in &rec.sent_in {
+                    let mut m = match load_message(&messages, chat, *msg) {
+                        Ok(m) => m,
+                        // A message gone (a removed chat) has nothing left to mark.
+                        Err(StoreError::Corrupt(_)) => continue,
+                        Err(e) => return Err(e),
+                    };
+                    if let Some(serde_json::Value::Object(media)) = &mut m.content.media {
+                        media.insert("expired".into(), serde_json::Value::Bool(true));
+                    }
+                    messages
+                        .insert((chat.as_str(), msg.0), to_json(&m)?.as_slice())
+                        .map_err(storage)?;
+                }
+                let gone = MediaRecord {
+                    state: MediaState::Expired,
+                    ..rec.clone()
+                };
+                let mut g = txn.open_table(MEDIA_GONE).map_err(storage)?;
+                g.insert(id.as_str(), to_json(&gone)?.as_slice())
+                    .map_err(storage)?;
+            }
+            Ok(Some(rec))
         })
         .await
     }

@@ -14,7 +14,7 @@ pub use model::*;
 pub use natter_types::PushPlatform;
 
 use async_trait::async_trait;
-use natter_types::{ChatKey, DeviceId, GroupId, MsgId, Seq, UserId};
+use natter_types::{ChatKey, DeviceId, GroupId, MediaId, MsgId, Seq, UserId};
 
 /// What can go wrong in a store.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -112,4 +112,22 @@ pub trait Store: Send + Sync + 'static {
     /// reschedules it. If the job was collapsed with newer content meanwhile, a success leaves
     /// the newer content waiting and a retry moves its due time.
     async fn push_settle(&self, job: &PushJob, retry: Option<(u32, u64)>) -> Result<()>;
+
+    /// Records an announced upload ([`MediaState::Pending`]).
+    async fn media_create(&self, media: MediaRecord) -> Result<()>;
+    /// An upload, whatever its state, if known.
+    async fn media(&self, id: &MediaId) -> Result<Option<MediaRecord>>;
+    /// Marks a pending upload ready; `false` if it is not pending (unknown, ready or expired).
+    async fn media_ready(&self, id: &MediaId) -> Result<bool>;
+    /// Uploads in `state` announced before `before_ms` (Unix ms), oldest first, at most `limit`.
+    async fn media_older(
+        &self,
+        state: MediaState,
+        before_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<MediaRecord>>;
+    /// Ends an upload's life: a pending one is forgotten; a ready one becomes
+    /// [`MediaState::Expired`] and every message carrying it is marked `"expired": true` in its
+    /// `media`, in one transaction. Returns the record as it was, if known.
+    async fn media_expire(&self, id: &MediaId) -> Result<Option<MediaRecord>>;
 }

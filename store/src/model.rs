@@ -1,6 +1,6 @@
 //! The records a store keeps, in the bridge's terms.
 
-use natter_types::{ChatKey, DeviceId, GroupId, MsgId, PushPlatform, Seq, UserId};
+use natter_types::{ChatKey, DeviceId, GroupId, MediaId, MsgId, PushPlatform, Seq, UserId};
 use serde::{Deserialize, Serialize};
 
 /// A user account.
@@ -54,6 +54,9 @@ pub struct NewMessage {
     /// A group's new state, written in the same transaction as this message (the system
     /// message that announces a membership change), so the two never disagree after a crash.
     pub group_update: Option<GroupRecord>,
+    /// The upload this message carries: the message is linked to it in the same transaction,
+    /// which is what later lets the chat's members download it and retention mark it expired.
+    pub media: Option<MediaId>,
 }
 
 /// A group and its members.
@@ -219,4 +222,39 @@ pub struct PushJob {
     pub due_ms: u64,
     /// Bumped at every collapse, so that settling an older send never drops newer content.
     pub version: u64,
+}
+
+/// Where an upload is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MediaState {
+    /// Announced; the bytes are not (known to be) there yet.
+    Pending,
+    /// Uploaded and checked (size, and sha256 if announced); may be sent.
+    Ready,
+    /// Deleted by retention; its messages say so.
+    Expired,
+}
+
+/// An upload: who made it, what it is, and the messages that carry it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MediaRecord {
+    /// Server-made id, also the object's name.
+    pub id: MediaId,
+    /// The uploader; only they may send it.
+    pub owner: UserId,
+    /// The announced MIME type.
+    pub mime: String,
+    /// The announced (and checked) size in bytes.
+    pub size: u64,
+    /// The announced SHA-256, lowercase hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// When it was announced, Unix ms.
+    pub created_ms: u64,
+    /// Where it is in its life.
+    pub state: MediaState,
+    /// Every message that carries it: their chats' members may download it.
+    #[serde(default)]
+    pub sent_in: Vec<(ChatKey, MsgId)>,
 }

@@ -38,6 +38,7 @@ async fn messages_survive_reopening_the_file() {
                     event: None,
                 },
                 group_update: None,
+                media: None,
             })
             .await
             .unwrap();

@@ -28,6 +28,9 @@ pub enum NameError {
     /// A message id is a 26-character ULID.
     #[error("{0:?} is not a message id")]
     MsgId(String),
+    /// A media id is a lowercase 26-character ULID.
+    #[error("{0:?} is not a media id")]
+    Media(String),
 }
 
 fn is_user_name(s: &str) -> bool {
@@ -119,6 +122,39 @@ impl GroupId {
     /// level.
     pub fn generate() -> GroupId {
         GroupId(ulid::Ulid::new().to_string().to_ascii_lowercase())
+    }
+}
+
+name_type!(
+    /// An uploaded file's id: a server-made lowercase ULID, so ids sort by upload time (the
+    /// retention sweep reads them oldest first) and are safe as an object name and a URL segment.
+    MediaId,
+    |s: &str| s.len() == 26
+        && s.bytes().all(|c| c.is_ascii_digit() || c.is_ascii_lowercase())
+        && ulid::Ulid::from_string(s).is_ok(),
+    Media
+);
+
+impl MediaId {
+    /// A fresh id.
+    pub fn generate() -> MediaId {
+        MediaId(ulid::Ulid::new().to_string().to_ascii_lowercase())
+    }
+
+    /// The smallest id made at `ms` (Unix ms): every id made before it sorts below.
+    pub fn floor_at(ms: u64) -> MediaId {
+        MediaId(
+            ulid::Ulid::from_parts(ms, 0)
+                .to_string()
+                .to_ascii_lowercase(),
+        )
+    }
+
+    /// When it was made, Unix ms.
+    pub fn timestamp_ms(&self) -> u64 {
+        ulid::Ulid::from_string(&self.0)
+            .map(|u| u.timestamp_ms())
+            .unwrap_or(0)
     }
 }
 
@@ -327,6 +363,16 @@ mod tests {
         assert!(UserId::new(&"a".repeat(65)).is_err());
         assert!(UserId::new("a/b").is_err());
         assert!(UserId::new("a+").is_err());
+    }
+
+    #[test]
+    fn media_ids_are_lowercase_ulids_that_sort_by_time() {
+        let id = MediaId::generate();
+        assert_eq!(MediaId::new(id.as_str()), Ok(id.clone()));
+        assert!(MediaId::new(&id.as_str().to_ascii_uppercase()).is_err());
+        assert!(MediaId::new("../etc/passwd").is_err());
+        assert!(MediaId::floor_at(id.timestamp_ms()) <= id);
+        assert!(MediaId::floor_at(id.timestamp_ms() + 1) > id);
     }
 
     #[test]
