@@ -1,16 +1,21 @@
 //! The HTTP API: `POST /v1/token`, `/v1/admin/users…` (bearer admin token), `/healthz`,
-//! `/readyz` and `/metrics` (Prometheus text).
+//! `/readyz`, `/metrics` (Prometheus text) and `/v1/media/{id}` (signed upload and download
+//! URLs of the local media backend).
 
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
+use futures::StreamExt;
 use metrics_exporter_prometheus::PrometheusHandle;
+use natter_bridge::media::TransferError;
 use natter_bridge::users::{self, UserError};
 use natter_bridge::Bridge;
+use natter_media::MediaError;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -40,6 +45,12 @@ pub fn router(bridge: Arc<Bridge>, admin_token: String, metrics: PrometheusHandl
         .route("/v1/admin/users/{name}", delete(remove_user))
         .route("/v1/admin/users/{name}/password", put(set_password))
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        // Uploads stream to storage with their own bound: the size announced and signed.
+        .merge(
+            Router::new()
+                .route("/v1/media/{id}", put(media_put).get(media_get))
+                .layer(DefaultBodyLimit::disable()),
+        )
         .with_state(state)
 }
 
@@ -186,5 +197,124 @@ async fn remove_user(
     match users::remove(&**s.bridge.store(), &name).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => user_error(e),
+    }
+}
+
+/// How long an upload may send nothing before it is dropped (a stalled or idle client).
+const UPLOAD_IDLE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The query of a signed media URL.
+#[derive(Deserialize)]
+struct Signed {
+    exp: u64,
+    sig: String,
+}
+
+fn transfer_error(e: TransferError) -> Response {
+    let (status, code) = match &e {
+        TransferError::Media(m) => match m {
+            MediaError::TooLarge { .. } | MediaError::Oversize { .. } => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "too_large")
+            }
+            MediaError::SizeMismatch { .. } | MediaError::Empty => {
+                (StatusCode::BAD_REQUEST, "size_mismatch")
+            }
+            MediaError::HashMismatch => (StatusCode::BAD_REQUEST, "hash_mismatch"),
+            MediaError::Body(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            MediaError::MimeRefused(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_type"),
+            MediaError::BadSignature => (StatusCode::FORBIDDEN, "bad_signature"),
+            MediaError::UrlExpired => (StatusCode::FORBIDDEN, "url_expired"),
+            MediaError::NotUploaded => (StatusCode::NOT_FOUND, "not_found"),
+            MediaError::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
+            MediaError::Full => (StatusCode::INSUFFICIENT_STORAGE, "disk_full"),
+            MediaError::Storage(_) | MediaError::Config(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+            }
+        },
+        TransferError::Finished => (StatusCode::CONFLICT, "complete"),
+        TransferError::Running => (StatusCode::CONFLICT, "in_progress"),
+        TransferError::Expired => (StatusCode::GONE, "expired"),
+        TransferError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+    };
+    error(status, code, e)
+}
+
+/// `PUT /v1/media/{id}?exp&sig`: the bytes of an upload, exactly as announced.
+async fn media_put(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<Signed>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let header = |name: axum::http::HeaderName| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let content_type = header(axum::http::header::CONTENT_TYPE);
+    let content_length =
+        header(axum::http::header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
+    // Each read waits at most UPLOAD_IDLE: a client that stops sending frees its slot.
+    let stream = Box::pin(futures::stream::unfold(
+        body.into_data_stream(),
+        |mut data| async move {
+            match tokio::time::timeout(UPLOAD_IDLE, data.next()).await {
+                Ok(Some(Ok(bytes))) => Some((Ok(bytes), data)),
+                Ok(Some(Err(e))) => Some((Err(e.to_string()), data)),
+                Ok(None) => None,
+                Err(_) => Some((
+                    Err(format!("nothing received for {} s", UPLOAD_IDLE.as_secs())),
+                    data,
+                )),
+            }
+        },
+    ));
+    match s
+        .bridge
+        .receive_upload(
+            &id,
+            q.exp,
+            &q.sig,
+            content_type.as_deref(),
+            content_length,
+            stream,
+        )
+        .await
+    {
+        Ok(rec) => Json(json!({"media": rec.id, "size": rec.size})).into_response(),
+        Err(e) => transfer_error(e),
+    }
+}
+
+/// `GET /v1/media/{id}?exp&sig`: the bytes, with the type they were announced as.
+async fn media_get(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<Signed>,
+) -> Response {
+    use axum::http::header;
+    match s.bridge.open_download(&id, q.exp, &q.sig).await {
+        Ok((rec, bytes)) => {
+            // Only what a chat app shows inline is shown inline; the rest downloads, so an
+            // upload can never run as a page of this origin.
+            let inline = ["image/", "video/", "audio/"]
+                .iter()
+                .any(|p| rec.mime.starts_with(p));
+            let disposition = if inline { "inline" } else { "attachment" };
+            (
+                [
+                    (header::CONTENT_TYPE, rec.mime.clone()),
+                    (header::CONTENT_LENGTH, rec.size.to_string()),
+                    (header::CONTENT_DISPOSITION, disposition.to_owned()),
+                    (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
+                    (header::CACHE_CONTROL, "private, max-age=3600".to_owned()),
+                ],
+                Body::from_stream(bytes),
+            )
+                .into_response()
+        }
+        Err(e) => transfer_error(e),
     }
 }

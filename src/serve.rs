@@ -153,6 +153,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             _ => Arc::new(natter_bridge::presence::MemoryPresence::default()),
         };
     let pusher = natter_push::Pusher::from_config(&config.push)?;
+    let media = Arc::new(natter_media::Media::open(
+        &config.media,
+        &config.data_dir,
+        config.http.listen,
+    )?);
     let broker = Broker::new(config.clone()).await;
     let bridge = Arc::new(Bridge::new(
         store.clone(),
@@ -161,8 +166,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         config.clone(),
         presence,
         pusher,
+        media,
     ));
     bridge.start_push();
+    bridge.start_media_sweep();
     let mut running = broker.start(bridge.clone()).await?;
 
     // Devices connected here stay online in a shared presence backend only while refreshed.

@@ -35,6 +35,15 @@ pub enum ChatError {
         /// The configured limit.
         limit: usize,
     },
+    /// An upload over the size limit, or more bytes than announced.
+    #[error("{0}")]
+    MediaTooLarge(String),
+    /// An upload of a MIME type not accepted.
+    #[error("{0}")]
+    MediaType(String),
+    /// Media deleted by retention.
+    #[error("{0}")]
+    Gone(String),
     /// Too many of something too fast (typing indicators).
     #[error("{0}")]
     RateLimited(String),
@@ -63,7 +72,9 @@ impl ChatError {
             ChatError::BadJson(_) => "bad_json",
             ChatError::BadUtf8(_) => "bad_utf8",
             ChatError::BadRequest(_) => "bad_request",
-            ChatError::TooLarge { .. } => "too_large",
+            ChatError::TooLarge { .. } | ChatError::MediaTooLarge(_) => "too_large",
+            ChatError::MediaType(_) => "unsupported_type",
+            ChatError::Gone(_) => "expired",
             ChatError::Limit(_) => "limit_exceeded",
             ChatError::RateLimited(_) => "rate_limited",
             ChatError::Unsupported(_) => "unsupported",
@@ -80,10 +91,12 @@ impl ChatError {
             | ChatError::UnknownUser(_)
             | ChatError::NotAuthorized(_)
             | ChatError::Unsupported(_) => Refusal::NotAuthorized,
-            ChatError::BadJson(_) | ChatError::BadUtf8(_) | ChatError::BadRequest(_) => {
-                Refusal::PayloadFormatInvalid
-            }
-            ChatError::TooLarge { .. } => Refusal::TooLarge,
+            ChatError::BadJson(_)
+            | ChatError::BadUtf8(_)
+            | ChatError::BadRequest(_)
+            | ChatError::MediaType(_)
+            | ChatError::Gone(_) => Refusal::PayloadFormatInvalid,
+            ChatError::TooLarge { .. } | ChatError::MediaTooLarge(_) => Refusal::TooLarge,
             ChatError::Busy | ChatError::Limit(_) | ChatError::RateLimited(_) => {
                 Refusal::QuotaExceeded
             }

@@ -9,6 +9,7 @@ pub mod auth;
 mod error;
 mod groups;
 mod limits;
+pub mod media;
 pub mod presence;
 mod push;
 mod receipts;
@@ -55,6 +56,10 @@ pub struct Bridge {
     closing: AtomicBool,
     /// Push notifications, when enabled.
     push: Option<push::Push>,
+    /// Where uploads live.
+    media: Arc<natter_media::Media>,
+    /// Uploads being received now.
+    uploads_running: media::Running,
 }
 
 /// Counts one publish or ack in [`Bridge::busy`] while it lives.
@@ -113,6 +118,7 @@ impl Bridge {
         config: Arc<Config>,
         presence: Arc<dyn presence::PresenceBackend>,
         pusher: Option<natter_push::Pusher>,
+        media: Arc<natter_media::Media>,
     ) -> Bridge {
         Bridge {
             store,
@@ -132,6 +138,8 @@ impl Bridge {
             busy: AtomicUsize::new(0),
             closing: AtomicBool::new(false),
             push: pusher.map(push::Push::new),
+            media,
+            uploads_running: media::Running::default(),
             config,
         }
     }

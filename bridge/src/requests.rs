@@ -74,6 +74,8 @@ impl Bridge {
             "presence" => self.presence_request(client, &params).await,
             "push.register" => self.push_register(client, &params).await,
             "push.unregister" => self.push_unregister(client).await,
+            "media.upload" => self.media_upload(client, &params).await,
+            "media.url" => self.media_url(client, &params).await,
             other => Err(ChatError::UnknownMethod(other.to_owned())),
         };
         self.to_device(client, wire::answer_ok(&id, result?)).await;

@@ -22,8 +22,16 @@ impl Bridge {
         payload: &[u8],
     ) -> Result<(), ChatError> {
         let started = std::time::Instant::now();
-        let send = wire::parse_send(payload)?;
+        let mut send = wire::parse_send(payload)?;
         let (key, readers) = self.chat_members(&client.user, chat).await?;
+        let media = match send.media.take() {
+            Some(r) => {
+                let (id, described) = self.attach_media(&client.user, r).await?;
+                send.content.media = Some(described);
+                Some(id)
+            }
+            None => None,
+        };
         let appended = self
             .store
             .append(NewMessage {
@@ -34,7 +42,7 @@ impl Bridge {
                 readers: readers.clone(),
                 content: send.content,
                 group_update: None,
-                media: None,
+                media,
             })
             .await?;
         let committed = started.elapsed();

@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use natter_store::{Content, StoredMessage};
-use natter_types::{MsgId, Seq, UserId};
+use natter_types::{MediaId, MsgId, Seq, UserId};
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -16,14 +16,55 @@ pub const SEND_TYPES: [&str; 7] = [
 
 /// The longest `cid` accepted, in bytes.
 pub const MAX_CID_BYTES: usize = 128;
+/// The longest file name kept with media, in bytes.
+pub const MAX_MEDIA_NAME: usize = 255;
 
 /// A validated Send.
 #[derive(Debug)]
 pub struct Send {
     /// The client's id for it.
     pub cid: Option<String>,
-    /// What it says.
+    /// What it says (its `media` is filled in once the upload is checked).
     pub content: Content,
+    /// The upload it carries, as the client named it.
+    pub media: Option<MediaRef>,
+}
+
+/// The `media` of a Send: which upload, and the file name to show. The rest of what the
+/// message says about it (type, size, hash) comes from the upload's record, not the client.
+#[derive(Debug)]
+pub struct MediaRef {
+    /// The upload.
+    pub id: MediaId,
+    /// The file name to show.
+    pub name: Option<String>,
+}
+
+fn parse_media_ref(v: Value) -> Result<Option<MediaRef>, ChatError> {
+    let bad = |what: &str| ChatError::BadRequest(format!("`media`: {what}"));
+    let mut o = match v {
+        Value::Null => return Ok(None),
+        Value::Object(o) => o,
+        _ => return Err(bad("expected an object with the `id` of an upload")),
+    };
+    let id = match o.remove("id") {
+        Some(Value::String(id)) => id
+            .parse()
+            .map_err(|e: natter_types::NameError| bad(&e.to_string()))?,
+        _ => return Err(bad("`id` (from media.upload) is required")),
+    };
+    let name = match o.remove("name") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(n)) if n.len() <= MAX_MEDIA_NAME && !n.chars().any(char::is_control) => {
+            Some(n)
+        }
+        Some(_) => {
+            return Err(bad(&format!(
+                "`name` must be text of at most {MAX_MEDIA_NAME} bytes"
+            )))
+        }
+    };
+    Ok(Some(MediaRef { id, name }))
 }
 
 /// Parses a Send payload: a JSON object, or (the shortcut for stock clients) any UTF-8 text that
@@ -42,7 +83,11 @@ pub fn parse_send(payload: &[u8]) -> Result<Send, ChatError> {
             ttl: None,
             event: None,
         };
-        return Ok(Send { cid: None, content });
+        return Ok(Send {
+            cid: None,
+            content,
+            media: None,
+        });
     }
     let v: Value = serde_json::from_str(text).map_err(|e| ChatError::BadJson(e.to_string()))?;
     let Value::Object(mut o) = v else {
@@ -71,14 +116,10 @@ pub fn parse_send(payload: &[u8]) -> Result<Send, ChatError> {
         Some(Value::String(b)) => b,
         Some(_) => return Err(ChatError::BadRequest("`body` must be a string".into())),
     };
-    if body.is_empty() && kind == "text" {
+    let media = parse_media_ref(o.remove("media").unwrap_or(Value::Null))?;
+    if body.is_empty() && media.is_none() && kind == "text" {
         return Err(ChatError::BadRequest(
-            "a text message needs a non-empty `body`".into(),
-        ));
-    }
-    if o.get("media").is_some_and(|m| !m.is_null()) {
-        return Err(ChatError::Unsupported(
-            "`media` is not accepted yet: uploads are not built".into(),
+            "a text message needs a non-empty `body` (or `media`)".into(),
         ));
     }
     let reply_to =
@@ -112,6 +153,7 @@ pub fn parse_send(payload: &[u8]) -> Result<Send, ChatError> {
             ttl,
             event: None,
         },
+        media,
     })
 }
 

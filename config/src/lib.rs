@@ -804,9 +804,7 @@ impl Config {
             if s3.bucket.is_empty() {
                 return invalid("media.s3.bucket", "\"\"".into(), "a bucket name");
             }
-            if !s3.endpoint.is_empty()
-                && !(s3.endpoint.starts_with("http://") || s3.endpoint.starts_with("https://"))
-            {
+            if !(s3.endpoint.is_empty() || is_http_url(&s3.endpoint)) {
                 return invalid(
                     "media.s3.endpoint",
                     format!("{:?}", s3.endpoint),
@@ -857,9 +855,7 @@ impl Config {
                 "at least 32 characters, or empty to have one made",
             );
         }
-        if !m.public_url.is_empty()
-            && !(m.public_url.starts_with("http://") || m.public_url.starts_with("https://"))
-        {
+        if !(m.public_url.is_empty() || is_http_url(&m.public_url)) {
             return invalid(
                 "media.public_url",
                 format!("{:?}", m.public_url),
@@ -868,6 +864,10 @@ impl Config {
         }
         Ok(())
     }
+}
+
+fn is_http_url(s: &str) -> bool {
+    s.starts_with("http://") || s.starts_with("https://")
 }
 
 /// Topics a config rule may never open, because the chat rules own them.

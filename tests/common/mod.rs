@@ -19,6 +19,7 @@ pub const WAIT: Duration = Duration::from_secs(10);
 pub const ADMIN_TOKEN: &str = "test-admin-token";
 
 pub mod providers;
+pub mod s3;
 
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

@@ -1,0 +1,418 @@
+//! Media: the `media.upload` and `media.url` requests, the upload a Send carries, the checks
+//! behind the local upload and download routes, and the retention sweep.
+//!
+//! Who may do what lives here, not in the media service: only the uploader may send an upload,
+//! only members of a chat it was sent in may download it, and an upload counts only once its
+//! bytes matched what was announced.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::stream::{BoxStream, Stream};
+use natter_media::{MediaError, Verb};
+use natter_store::{MediaRecord, MediaState, StoreError};
+use natter_types::{ChatKey, Client, MediaId, UserId};
+use serde_json::{json, Map, Value};
+
+use crate::wire::{obj, MediaRef};
+use crate::{now_ms, Bridge, ChatError};
+
+/// Most messages one upload may be sent in (forwards): bounds its record.
+const MAX_SENDS: usize = 1000;
+/// Longest MIME type accepted.
+const MAX_MIME: usize = 127;
+/// How long an abandoned upload (announced, never completed) is kept after its URL expired.
+const ABANDONED_AFTER_MS: u64 = 3600 * 1000;
+/// Records handled per store read in a sweep.
+const SWEEP_BATCH: usize = 200;
+
+/// Why an upload to, or a download from, natter's own media route was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum TransferError {
+    /// The media service refused (signature, expiry, size, hash, MIME, storage).
+    #[error(transparent)]
+    Media(#[from] MediaError),
+    /// The upload already completed; its bytes never change.
+    #[error("this upload is complete; ask for a new one to send other bytes")]
+    Finished,
+    /// Another upload to the same URL is running.
+    #[error("another upload of this media is running")]
+    Running,
+    /// Retention deleted it.
+    #[error("this media expired and was deleted")]
+    Expired,
+    /// The store failed.
+    #[error("the store failed: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// Uploads running now, so two PUTs of one upload never write at once.
+#[derive(Default)]
+pub(crate) struct Running(Mutex<HashSet<MediaId>>);
+
+/// Holds an upload's place in [`Running`] while it runs.
+struct RunningGuard<'a>(&'a Running, MediaId);
+
+impl Running {
+    fn enter(&self, id: &MediaId) -> Option<RunningGuard<'_>> {
+        let mut set = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        set.insert(id.clone())
+            .then(|| RunningGuard(self, id.clone()))
+    }
+}
+
+impl Drop for RunningGuard<'_> {
+    fn drop(&mut self) {
+        let mut set = (self.0).0.lock().unwrap_or_else(|p| p.into_inner());
+        set.remove(&self.1);
+    }
+}
+
+/// A media service refusal as a chat error (for requests and Sends).
+impl From<MediaError> for ChatError {
+    fn from(e: MediaError) -> Self {
+        match e {
+            MediaError::TooLarge { .. } | MediaError::Oversize { .. } => {
+                ChatError::MediaTooLarge(e.to_string())
+            }
+            MediaError::MimeRefused(_) => ChatError::MediaType(e.to_string()),
+            MediaError::Busy => ChatError::Busy,
+            MediaError::Full | MediaError::Storage(_) | MediaError::Config(_) => {
+                ChatError::Unavailable(e.to_string())
+            }
+            MediaError::BadSignature | MediaError::UrlExpired => {
+                ChatError::NotAuthorized(e.to_string())
+            }
+            MediaError::Empty
+            | MediaError::SizeMismatch { .. }
+            | MediaError::HashMismatch
+            | MediaError::NotUploaded
+            | MediaError::Body(_) => ChatError::BadRequest(e.to_string()),
+        }
+    }
+}
+
+fn str_param<'a>(params: &'a Map<String, Value>, key: &str) -> Result<&'a str, ChatError> {
+    params
+        .get(key)
+        .and_then(Value::as_str)
+        .ok_or_else(|| ChatError::BadRequest(format!("`{key}` (a string) is required")))
+}
+
+/// The upload a request names, in `media` (`id` is the request's own id).
+fn media_id(params: &Map<String, Value>) -> Result<MediaId, ChatError> {
+    let id = str_param(params, "media")?;
+    id.parse()
+        .map_err(|e: natter_types::NameError| ChatError::BadRequest(e.to_string()))
+}
+
+/// The same answer for an unknown id and someone else's: ids cannot be probed.
+fn not_yours(id: &MediaId) -> ChatError {
+    ChatError::NotAuthorized(format!("media {id} is not in any chat of yours"))
+}
+
+/// A MIME type without parameters, lowercase (`Image/PNG; q=1` → `image/png`).
+fn essence(mime: &str) -> String {
+    mime.split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
+impl Bridge {
+    /// `media.upload {mime, size, sha256?}`: records the upload and hands out where to PUT it.
+    pub(crate) async fn media_upload(
+        &self,
+        client: &Client,
+        params: &Map<String, Value>,
+    ) -> Result<Map<String, Value>, ChatError> {
+        let mime = essence(str_param(params, "mime")?);
+        if mime.len() > MAX_MIME || !mime.contains('/') {
+            return Err(ChatError::BadRequest(format!(
+                "`mime` {mime:?} is not a MIME type"
+            )));
+        }
+        let size = params
+            .get("size")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| ChatError::BadRequest("`size` (bytes, a number) is required".into()))?;
+        let sha256 = match params.get("sha256") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(h)) if h.len() == 64 && h.bytes().all(|c| c.is_ascii_hexdigit()) => {
+                Some(h.to_ascii_lowercase())
+            }
+            Some(_) => {
+                return Err(ChatError::BadRequest(
+                    "`sha256` must be 64 hex digits".into(),
+                ))
+            }
+        };
+        self.media.check_announce(&mime, size)?;
+        let id = MediaId::generate();
+        let url = self.media.upload_url(&id, size, &mime).await?;
+        self.store
+            .media_create(MediaRecord {
+                id: id.clone(),
+                owner: client.user.clone(),
+                mime: mime.clone(),
+                size,
+                sha256,
+                created_ms: now_ms(),
+                state: MediaState::Pending,
+                sent_in: Vec::new(),
+            })
+            .await?;
+        Ok(obj(json!({
+            "media": id,
+            "url": url.url,
+            "method": "PUT",
+            "headers": {"content-type": mime},
+            "expires": url.expires_ms,
+        })))
+    }
+
+    /// `media.url {media}`: a download URL, for the uploader and members of a chat it was sent in.
+    pub(crate) async fn media_url(
+        &self,
+        client: &Client,
+        params: &Map<String, Value>,
+    ) -> Result<Map<String, Value>, ChatError> {
+        let id = media_id(params)?;
+        let rec = self.store.media(&id).await?.ok_or_else(|| not_yours(&id))?;
+        if !self.may_download(&client.user, &rec).await? {
+            return Err(not_yours(&id));
+        }
+        match rec.state {
+            MediaState::Ready => {}
+            MediaState::Pending => {
+                return Err(ChatError::BadRequest(format!(
+                    "media {id} is not uploaded yet"
+                )))
+            }
+            MediaState::Expired => return Err(ChatError::Gone(format!("media {id} expired"))),
+        }
+        let url = self.media.download_url(&id).await?;
+        Ok(obj(json!({
+            "media": id,
+            "url": url.url,
+            "expires": url.expires_ms,
+            "mime": rec.mime,
+            "size": rec.size,
+        })))
+    }
+
+    /// The uploader, and current members of a chat a message carrying it was sent in.
+    async fn may_download(&self, me: &UserId, rec: &MediaRecord) -> Result<bool, ChatError> {
+        if rec.owner == *me {
+            return Ok(true);
+        }
+        let chats: HashSet<&ChatKey> = rec.sent_in.iter().map(|(c, _)| c).collect();
+        for chat in chats {
+            // A one-to-one key gives an address for anyone; only its two users get it back.
+            let Some(addr) = chat.addr_for(me).filter(|a| a.key(me) == *chat) else {
+                continue;
+            };
+            if self.may_read(me, &addr).await? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// The `media` of a Send, checked: the sender's own upload, complete. Returns the id to
+    /// link and what the message says about it (the server's size and type, the client's name).
+    pub(crate) async fn attach_media(
+        &self,
+        me: &UserId,
+        r: MediaRef,
+    ) -> Result<(MediaId, Value), ChatError> {
+        let rec = self
+            .store
+            .media(&r.id)
+            .await?
+            .ok_or_else(|| ChatError::NotAuthorized(format!("no upload {} of yours", r.id)))?;
+        if rec.owner != *me {
+            return Err(ChatError::NotAuthorized(format!(
+                "media {} was uploaded by another user: upload it yourself to send it",
+                r.id
+            )));
+        }
+        match rec.state {
+            MediaState::Ready => {}
+            MediaState::Expired => {
+                return Err(ChatError::Gone(format!("media {} expired", r.id)));
+            }
+            // Bytes PUT straight to a bucket are checked the first time they are sent.
+            MediaState::Pending if !self.media.is_local() => {
+                self.media
+                    .check_stored(&rec.id, rec.size, rec.sha256.as_deref())
+                    .await
+                    .map_err(|e| match e {
+                        MediaError::NotUploaded => ChatError::BadRequest(format!(
+                            "media {} is not uploaded yet: PUT its bytes to the upload URL first",
+                            r.id
+                        )),
+                        e => ChatError::from(e),
+                    })?;
+                self.store.media_ready(&rec.id).await?;
+            }
+            MediaState::Pending => {
+                return Err(ChatError::BadRequest(format!(
+                    "media {} is not uploaded yet: PUT its bytes to the upload URL first",
+                    r.id
+                )))
+            }
+        }
+        if rec.sent_in.len() >= MAX_SENDS {
+            return Err(ChatError::Limit(format!(
+                "media {} was sent {MAX_SENDS} times; upload it again",
+                r.id
+            )));
+        }
+        let mut v = json!({"id": rec.id, "mime": rec.mime, "size": rec.size});
+        if let Some(h) = &rec.sha256 {
+            v["sha256"] = json!(h);
+        }
+        if let Some(name) = r.name {
+            v["name"] = json!(name);
+        }
+        Ok((rec.id, v))
+    }
+
+    /// Receives the bytes of an upload PUT to natter's route with a signed URL.
+    pub async fn receive_upload<S, E>(
+        &self,
+        id: &str,
+        exp: u64,
+        sig: &str,
+        content_type: Option<&str>,
+        content_length: Option<u64>,
+        body: S,
+    ) -> Result<MediaRecord, TransferError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        // An unknown id is refused like a tampered URL: ids cannot be probed.
+        let id: MediaId = id.parse().map_err(|_| MediaError::BadSignature)?;
+        let rec = self
+            .store
+            .media(&id)
+            .await?
+            .ok_or(MediaError::BadSignature)?;
+        let verb = Verb::Put {
+            size: rec.size,
+            mime: &rec.mime,
+        };
+        self.media.check_url(&verb, &id, exp, sig)?;
+        match rec.state {
+            MediaState::Pending => {}
+            MediaState::Ready => return Err(TransferError::Finished),
+            MediaState::Expired => return Err(TransferError::Expired),
+        }
+        if let Some(ct) = content_type.map(essence) {
+            if ct != rec.mime {
+                return Err(MediaError::MimeRefused(ct).into());
+            }
+        }
+        match content_length {
+            Some(n) if n > rec.size => {
+                return Err(MediaError::Oversize {
+                    announced: rec.size,
+                }
+                .into())
+            }
+            Some(n) if n < rec.size => {
+                return Err(MediaError::SizeMismatch {
+                    announced: rec.size,
+                    got: n,
+                }
+                .into())
+            }
+            _ => {}
+        }
+        let _running = self
+            .uploads_running
+            .enter(&id)
+            .ok_or(TransferError::Running)?;
+        self.media
+            .receive(&id, rec.size, rec.sha256.as_deref(), body)
+            .await?;
+        self.store.media_ready(&id).await?;
+        tracing::info!(media = %id, owner = %rec.owner, size = rec.size, "upload complete");
+        Ok(MediaRecord {
+            state: MediaState::Ready,
+            ..rec
+        })
+    }
+
+    /// Opens the bytes of an upload for a GET with a signed URL.
+    pub async fn open_download(
+        &self,
+        id: &str,
+        exp: u64,
+        sig: &str,
+    ) -> Result<(MediaRecord, BoxStream<'static, Result<Bytes, MediaError>>), TransferError> {
+        let id: MediaId = id.parse().map_err(|_| MediaError::BadSignature)?;
+        self.media.check_url(&Verb::Get, &id, exp, sig)?;
+        let rec = self
+            .store
+            .media(&id)
+            .await?
+            .ok_or(MediaError::NotUploaded)?;
+        match rec.state {
+            MediaState::Ready => {}
+            MediaState::Pending => return Err(MediaError::NotUploaded.into()),
+            MediaState::Expired => return Err(TransferError::Expired),
+        }
+        let bytes = self.media.read(&id).await?;
+        Ok((rec, bytes))
+    }
+
+    /// Starts the sweep that deletes expired media and abandoned uploads.
+    pub fn start_media_sweep(self: &Arc<Self>) {
+        let bridge = self.clone();
+        let every = Duration::from_secs(self.config.media.sweep_secs);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                if let Err(e) = bridge.sweep_media().await {
+                    tracing::warn!(error = %e, "media sweep stopped early; next one goes on");
+                }
+            }
+        });
+    }
+
+    /// One sweep: uploads never completed whose URL expired an hour ago, and (with retention
+    /// on) media older than `media.retention_days`. Bytes go first, then the record: a crash
+    /// between the two leaves a record the next sweep finishes.
+    async fn sweep_media(&self) -> Result<(), ChatError> {
+        let cfg = &self.config.media;
+        let now = now_ms();
+        let abandoned = now.saturating_sub(cfg.url_ttl_secs * 1000 + ABANDONED_AFTER_MS);
+        let mut sweeps = vec![(MediaState::Pending, abandoned, "abandoned")];
+        if cfg.retention_days > 0.0 {
+            let keep_ms = (cfg.retention_days * 86_400_000.0) as u64;
+            sweeps.push((MediaState::Ready, now.saturating_sub(keep_ms), "expired"));
+        }
+        for (state, before, what) in sweeps {
+            loop {
+                let batch = self.store.media_older(state, before, SWEEP_BATCH).await?;
+                for rec in &batch {
+                    self.media.delete(&rec.id).await?;
+                    self.store.media_expire(&rec.id).await?;
+                    metrics::counter!("natter_media_swept_total", "reason" => what).increment(1);
+                    tracing::info!(media = %rec.id, owner = %rec.owner, reason = what, "media deleted");
+                }
+                if batch.len() < SWEEP_BATCH {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,498 @@
+//! Media: `media.upload`, the PUT of the bytes, a Send that carries them, `media.url` and the
+//! GET, on the local disk backend (natter's signed URLs) and on a real S3-compatible server
+//! (presigned URLs); every refusal a client or an attacker can run into; retention.
+
+mod common;
+
+use std::time::Duration;
+
+use common::s3::S3;
+use common::{Mqtt, Server, WAIT};
+use rumqttc::v5::mqttbytes::v5::PubAckReason;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(WAIT))
+        .build()
+        .into()
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A PNG-ish payload of `n` bytes.
+fn picture(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i * 7 % 251) as u8).collect()
+}
+
+/// PUTs `body` to `url` as `mime` with a Content-Length; the status and JSON body (if any).
+fn put(url: &str, mime: &str, body: &[u8]) -> (u16, Value) {
+    let mut resp = agent()
+        .put(url)
+        .header("content-type", mime)
+        .send(body)
+        .unwrap();
+    let status = resp.status().as_u16();
+    (
+        status,
+        resp.body_mut().read_json::<Value>().unwrap_or(Value::Null),
+    )
+}
+
+/// PUTs `body` chunked, without saying its length first.
+fn put_chunked(url: &str, mime: &str, body: &[u8]) -> (u16, Value) {
+    let mut reader = body;
+    let mut resp = agent()
+        .put(url)
+        .header("content-type", mime)
+        .send(ureq::SendBody::from_reader(&mut reader))
+        .unwrap();
+    let status = resp.status().as_u16();
+    (
+        status,
+        resp.body_mut().read_json::<Value>().unwrap_or(Value::Null),
+    )
+}
+
+/// GETs `url`: the status, the content type and the bytes.
+fn get(url: &str) -> (u16, String, Vec<u8>) {
+    let mut resp = agent().get(url).call().unwrap();
+    let status = resp.status().as_u16();
+    let ct = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    (
+        status,
+        ct,
+        resp.body_mut().read_to_vec().unwrap_or_default(),
+    )
+}
+
+/// Asks for an upload of `bytes` as `mime`; returns the answer (checked ok).
+async fn announce(c: &mut Mqtt, mime: &str, bytes: &[u8]) -> Value {
+    let a = c
+        .request(
+            "media.upload",
+            json!({"mime": mime, "size": bytes.len(), "sha256": sha256(bytes)}),
+        )
+        .await;
+    assert_eq!(a["ok"], true, "{a}");
+    assert_eq!(a["method"], "PUT");
+    assert!(a["expires"].as_u64().unwrap() > 0);
+    a
+}
+
+/// Announces and PUTs `bytes`; returns the media id.
+async fn upload(c: &mut Mqtt, mime: &str, bytes: &[u8]) -> String {
+    let a = announce(c, mime, bytes).await;
+    let (status, body) = put(a["url"].as_str().unwrap(), mime, bytes);
+    assert_eq!(status, 200, "{body}");
+    a["media"].as_str().unwrap().to_owned()
+}
+
+/// The download URL `c` gets for `id`, or the error answer.
+async fn media_url(c: &mut Mqtt, id: &str) -> Result<String, Value> {
+    let a = c.request("media.url", json!({"media": id})).await;
+    if a["ok"] == true {
+        Ok(a["url"].as_str().unwrap().to_owned())
+    } else {
+        Err(a["error"].clone())
+    }
+}
+
+/// Sends a message carrying `id` and returns the PUBACK reason (and the error, if refused).
+async fn send_media(c: &mut Mqtt, chat: &str, id: &str, cid: &str) -> (PubAckReason, Value) {
+    let payload = json!({"cid": cid, "type": "image", "body": "look",
+                         "media": {"id": id, "name": "cat.png"}});
+    let r = c.publish(&format!("m/{chat}"), payload.to_string()).await;
+    if r == PubAckReason::Success {
+        return (r, Value::Null);
+    }
+    let topic = format!("d/{}/{}", c.user, c.device);
+    (r, c.recv(&topic).await)
+}
+
+#[tokio::test]
+async fn bob_downloads_the_photo_alice_sent_him_and_carol_cannot() {
+    let s = Server::with_users(&["alice", "bob", "carol"]);
+    let mut alice = s.online("alice", "phone").await;
+    let mut bob = s.online("bob", "phone").await;
+    let mut carol = s.online("carol", "phone").await;
+    let photo = picture(300_000);
+    let id = upload(&mut alice, "image/png", &photo).await;
+
+    // Nobody but Alice may fetch it before it is sent.
+    assert_eq!(
+        media_url(&mut bob, &id).await.unwrap_err()["code"],
+        "not_authorized"
+    );
+    let (r, _) = send_media(&mut alice, "u/bob", &id, "m1").await;
+    assert_eq!(r, PubAckReason::Success);
+
+    let m = bob.recv("u/bob/m").await;
+    assert_eq!(m["type"], "image");
+    assert_eq!(
+        m["media"],
+        json!({"id": id, "mime": "image/png", "size": photo.len(),
+               "sha256": sha256(&photo), "name": "cat.png"})
+    );
+    let url = media_url(&mut bob, &id).await.unwrap();
+    let (status, ct, bytes) = get(&url);
+    assert_eq!((status, ct.as_str()), (200, "image/png"));
+    assert!(bytes == photo, "Bob gets the very bytes Alice uploaded");
+
+    // Carol is in no chat the photo was sent in, and a made-up id says the same.
+    let err = media_url(&mut carol, &id).await.unwrap_err();
+    assert_eq!(err["code"], "not_authorized");
+    let unknown = media_url(&mut carol, "01jd0000000000000000000000")
+        .await
+        .unwrap_err();
+    assert_eq!(unknown["code"], "not_authorized");
+    assert_eq!(
+        media_url(&mut carol, "../../etc/passwd").await.unwrap_err()["code"],
+        "bad_request"
+    );
+}
+
+#[tokio::test]
+async fn tampered_and_expired_urls_are_refused() {
+    let s = Server::start_with("[media]\nurl_ttl_secs = 2\n");
+    s.add_user("alice", "pw");
+    s.add_user("bob", "pw");
+    let mut alice = s.online("alice", "phone").await;
+    let mut bob = s.online("bob", "phone").await;
+    let photo = picture(1000);
+    let a = announce(&mut alice, "image/png", &photo).await;
+    let url = a["url"].as_str().unwrap().to_owned();
+    let id = a["media"].as_str().unwrap().to_owned();
+
+    // Each part of the URL is bound by the signature.
+    let mut sig_flipped = url.clone();
+    let last = sig_flipped.pop().unwrap();
+    sig_flipped.push(if last == '0' { '1' } else { '0' });
+    let (exp, _) = url.split_once("&sig=").unwrap();
+    let exp_value: u64 = exp.rsplit("exp=").next().unwrap().parse().unwrap();
+    let later = url.replace(
+        &format!("exp={exp_value}"),
+        &format!("exp={}", exp_value + 3600),
+    );
+    let other_id = url.replace(&id, "01jd0000000000000000000000");
+    for bad in [&sig_flipped, &later, &other_id] {
+        let (status, body) = put(bad, "image/png", &photo);
+        assert_eq!(status, 403, "{bad}: {body}");
+    }
+    // A refused PUT kept nothing: the upload cannot be sent.
+    let (r, err) = send_media(&mut alice, "u/bob", &id, "early").await;
+    assert_eq!(r, PubAckReason::PayloadFormatInvalid);
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not uploaded"),
+        "{err}"
+    );
+
+    assert_eq!(put(&url, "image/png", &photo).0, 200);
+    let (r, _) = send_media(&mut alice, "u/bob", &id, "m1").await;
+    assert_eq!(r, PubAckReason::Success);
+    let get_url = media_url(&mut bob, &id).await.unwrap();
+    let mut tampered = get_url.clone();
+    tampered.push('0');
+    assert_eq!(get(&tampered).0, 403);
+    // An upload URL is not a download URL.
+    assert_eq!(get(&url).0, 403);
+    assert_eq!(get(&get_url).0, 200);
+
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    assert_eq!(get(&get_url).0, 403, "an expired download URL");
+    let b = announce(&mut alice, "image/png", &photo).await;
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    let (status, body) = put(b["url"].as_str().unwrap(), "image/png", &photo);
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (403, &json!("url_expired"))
+    );
+    // A fresh URL works again.
+    assert!(get(&media_url(&mut bob, &id).await.unwrap()).0 == 200);
+}
+
+#[tokio::test]
+async fn oversized_and_mismatched_uploads_are_refused_and_keep_nothing() {
+    let s = Server::start_with("[media]\nmax_bytes = 100000\n");
+    s.add_user("alice", "pw");
+    s.add_user("bob", "pw");
+    let mut alice = s.online("alice", "phone").await;
+
+    let too_big = alice
+        .request(
+            "media.upload",
+            json!({"mime": "image/png", "size": 100_001}),
+        )
+        .await;
+    assert_eq!(too_big["error"]["code"], "too_large", "{too_big}");
+    for bad in [
+        json!({"mime": "image/png"}),
+        json!({"mime": "image/png", "size": -1}),
+        json!({"mime": "image/png", "size": 0}),
+        json!({"size": 10}),
+        json!({"mime": "image/png", "size": 10, "sha256": "abc"}),
+    ] {
+        let a = alice.request("media.upload", bad.clone()).await;
+        assert_eq!(a["error"]["code"], "bad_request", "{bad} → {a}");
+    }
+
+    let photo = picture(5000);
+    let a = announce(&mut alice, "image/png", &photo).await;
+    let url = a["url"].as_str().unwrap();
+    let id = a["media"].as_str().unwrap();
+    let mut longer = photo.clone();
+    longer.push(0);
+    let (status, body) = put(url, "image/png", &longer);
+    assert_eq!((status, &body["error"]["code"]), (413, &json!("too_large")));
+    let (status, body) = put(url, "image/png", &photo[..4999]);
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (400, &json!("size_mismatch"))
+    );
+    // Without a Content-Length, natter counts while it streams.
+    let (status, _) = put_chunked(url, "image/png", &longer);
+    assert_eq!(status, 413);
+    let (status, _) = put_chunked(url, "image/png", &photo[..10]);
+    assert_eq!(status, 400);
+    let mut other = photo.clone();
+    other[0] ^= 1;
+    let (status, body) = put(url, "image/png", &other);
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (400, &json!("hash_mismatch"))
+    );
+    let files = |dir: std::path::PathBuf| {
+        std::fs::read_dir(dir)
+            .map(|d| d.count())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        files(s.data_dir().join("media")),
+        0,
+        "nothing of a refused upload is kept"
+    );
+    let (r, _) = send_media(&mut alice, "u/bob", id, "early").await;
+    assert_eq!(r, PubAckReason::PayloadFormatInvalid);
+
+    let (status, body) = put(url, "image/png", &photo);
+    assert_eq!((status, &body["size"]), (200, &json!(5000)));
+    let (status, body) = put(url, "image/png", &photo);
+    assert_eq!((status, &body["error"]["code"]), (409, &json!("complete")));
+    let (r, _) = send_media(&mut alice, "u/bob", id, "m1").await;
+    assert_eq!(r, PubAckReason::Success);
+}
+
+#[tokio::test]
+async fn a_mime_type_off_the_allowlist_is_refused() {
+    let s = Server::start_with("[media]\nmime_types = [\"image/*\", \"application/pdf\"]\n");
+    s.add_user("alice", "pw");
+    let mut alice = s.online("alice", "phone").await;
+    for mime in ["application/x-msdownload", "text/html", "imagex/png"] {
+        let a = alice
+            .request("media.upload", json!({"mime": mime, "size": 10}))
+            .await;
+        assert_eq!(a["error"]["code"], "unsupported_type", "{mime}: {a}");
+    }
+    let ok = alice
+        .request("media.upload", json!({"mime": "Image/WebP", "size": 10}))
+        .await;
+    assert_eq!(ok["ok"], true, "a family allows its members: {ok}");
+    // The PUT must be what was announced.
+    let (status, body) = put(ok["url"].as_str().unwrap(), "text/html", &[1u8; 10]);
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (415, &json!("unsupported_type"))
+    );
+    let (status, _) = put(ok["url"].as_str().unwrap(), "image/webp", &[1u8; 10]);
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn a_send_with_media_that_is_not_the_senders_is_refused() {
+    let s = Server::with_users(&["alice", "bob"]);
+    let mut alice = s.online("alice", "phone").await;
+    let mut bob = s.online("bob", "phone").await;
+    let bobs = upload(&mut bob, "image/jpeg", &picture(2000)).await;
+
+    let (r, err) = send_media(&mut alice, "u/bob", &bobs, "c1").await;
+    assert_eq!(r, PubAckReason::NotAuthorized);
+    assert_eq!(err["error"]["code"], "not_authorized");
+    assert_eq!(err["cid"], "c1");
+    let (r, _) = send_media(&mut alice, "u/bob", "01jd0000000000000000000000", "c2").await;
+    assert_eq!(r, PubAckReason::NotAuthorized);
+    let r = alice
+        .publish(
+            "m/u/bob",
+            json!({"cid": "c3", "media": {"id": 5}}).to_string(),
+        )
+        .await;
+    assert_eq!(r, PubAckReason::PayloadFormatInvalid);
+    // None of it reached Bob.
+    bob.nothing_on("u/bob/m", Duration::from_millis(300)).await;
+    // Bob may send his own, and Alice then fetch it.
+    let (r, _) = send_media(&mut bob, "u/alice", &bobs, "b1").await;
+    assert_eq!(r, PubAckReason::Success);
+    let url = media_url(&mut alice, &bobs).await.unwrap();
+    assert_eq!(get(&url).0, 200);
+}
+
+#[tokio::test]
+async fn only_current_members_of_a_group_download_its_media() {
+    let s = Server::with_users(&["alice", "bob", "carol"]);
+    let mut alice = s.online("alice", "phone").await;
+    let mut bob = s.online("bob", "phone").await;
+    let mut carol = s.online("carol", "phone").await;
+    let g = alice
+        .request("group.create", json!({"name": "team", "members": ["bob"]}))
+        .await;
+    let chat = g["group"]["chat"].as_str().unwrap().to_owned();
+    let gid = g["group"]["id"].as_str().unwrap().to_owned();
+    let doc = b"%PDF-1.4 minutes of the meeting".to_vec();
+    let id = upload(&mut alice, "application/pdf", &doc).await;
+    let (r, _) = send_media(&mut alice, &chat, &id, "g1").await;
+    assert_eq!(r, PubAckReason::Success);
+
+    let url = media_url(&mut bob, &id).await.unwrap();
+    let (status, ct, bytes) = get(&url);
+    assert_eq!((status, ct.as_str(), bytes), (200, "application/pdf", doc));
+    assert_eq!(
+        media_url(&mut carol, &id).await.unwrap_err()["code"],
+        "not_authorized"
+    );
+    let a = alice
+        .request("group.remove", json!({"group": gid, "members": ["bob"]}))
+        .await;
+    assert_eq!(a["ok"], true, "{a}");
+    assert_eq!(
+        media_url(&mut bob, &id).await.unwrap_err()["code"],
+        "not_authorized",
+        "a removed member fetches nothing more"
+    );
+}
+
+#[tokio::test]
+async fn retention_deletes_old_media_and_its_messages_say_so() {
+    // Three seconds of retention, swept every second.
+    let s = Server::start_with("[media]\nretention_days = 0.0000347\nsweep_secs = 1\n");
+    s.add_user("alice", "pw");
+    s.add_user("bob", "pw");
+    let mut alice = s.online("alice", "phone").await;
+    let mut bob = s.online("bob", "phone").await;
+    let id = upload(&mut alice, "image/png", &picture(4000)).await;
+    let (r, _) = send_media(&mut alice, "u/bob", &id, "m1").await;
+    assert_eq!(r, PubAckReason::Success);
+    let m = bob.recv("u/bob/m").await;
+    assert_eq!(m["media"]["id"], id.as_str());
+    let url = media_url(&mut bob, &id).await.unwrap();
+    let file = s.data_dir().join("media").join(&id);
+    assert!(file.exists());
+
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let expired = loop {
+        let h = bob
+            .request("history", json!({"chat": "u/alice", "limit": 1}))
+            .await;
+        let media = h["messages"][0]["media"].clone();
+        if media["expired"] == true {
+            break media;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never expired: {h}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(expired["id"], id.as_str(), "the message still names it");
+    assert!(!file.exists(), "the bytes are deleted");
+    assert_eq!(get(&url).0, 410);
+    assert_eq!(
+        media_url(&mut bob, &id).await.unwrap_err()["code"],
+        "expired"
+    );
+    let synced = bob.sync_all(0).await;
+    assert_eq!(synced[0]["media"]["expired"], true);
+    let (r, err) = send_media(&mut alice, "u/bob", &id, "again").await;
+    assert_eq!(r, PubAckReason::PayloadFormatInvalid);
+    assert_eq!(err["error"]["code"], "expired");
+}
+
+#[tokio::test]
+async fn on_s3_members_download_with_presigned_urls_and_bad_uploads_are_never_sent() {
+    let bucket = S3::start();
+    let s = Server::start_with(&bucket.config("url_ttl_secs = 3"));
+    for u in ["alice", "bob", "carol"] {
+        s.add_user(u, "pw");
+    }
+    let mut alice = s.online("alice", "phone").await;
+    let mut bob = s.online("bob", "phone").await;
+    let mut carol = s.online("carol", "phone").await;
+
+    let clip = picture(200_000);
+    let a = announce(&mut alice, "video/mp4", &clip).await;
+    let url = a["url"].as_str().unwrap().to_owned();
+    let id = a["media"].as_str().unwrap().to_owned();
+    assert!(
+        url.starts_with(&format!("http://127.0.0.1:{}/", bucket.port))
+            && url.contains("X-Amz-Signature="),
+        "a presigned S3 URL: {url}"
+    );
+    // The bucket itself checks the signature.
+    let mut tampered = url.clone();
+    let last = tampered.pop().unwrap();
+    tampered.push(if last == '0' { '1' } else { '0' });
+    assert_eq!(put(&tampered, "video/mp4", &clip).0, 403);
+    // Sent before the bytes are there: refused.
+    let (r, err) = send_media(&mut alice, "u/bob", &id, "early").await;
+    assert_eq!(r, PubAckReason::PayloadFormatInvalid, "{err}");
+    // Fewer bytes than announced reach the bucket (S3 cannot know), but natter will not send them.
+    assert_eq!(put(&url, "video/mp4", &clip[..1000]).0, 200);
+    let (r, err) = send_media(&mut alice, "u/bob", &id, "short").await;
+    assert_eq!(r, PubAckReason::PayloadFormatInvalid);
+    assert!(
+        err["error"]["message"].as_str().unwrap().contains("1000"),
+        "{err}"
+    );
+    // Other bytes of the right length: the hash catches them.
+    let mut other = clip.clone();
+    other[7] ^= 1;
+    assert_eq!(put(&url, "video/mp4", &other).0, 200);
+    let (r, err) = send_media(&mut alice, "u/bob", &id, "other").await;
+    assert_eq!(r, PubAckReason::PayloadFormatInvalid);
+    assert!(err["error"]["message"].as_str().unwrap().contains("sha256"));
+
+    assert_eq!(put(&url, "video/mp4", &clip).0, 200);
+    let (r, _) = send_media(&mut alice, "u/bob", &id, "m1").await;
+    assert_eq!(r, PubAckReason::Success);
+    let m = bob.recv("u/bob/m").await;
+    assert_eq!(m["media"]["size"], clip.len());
+    let get_url = media_url(&mut bob, &id).await.unwrap();
+    let (status, _, bytes) = get(&get_url);
+    assert_eq!(status, 200);
+    assert!(bytes == clip, "Bob gets Alice's bytes from the bucket");
+    assert!(bucket.object_path(&id).exists());
+    assert_eq!(
+        media_url(&mut carol, &id).await.unwrap_err()["code"],
+        "not_authorized"
+    );
+
+    tokio::time::sleep(Duration::from_millis(4100)).await;
+    assert_eq!(get(&get_url).0, 403, "an expired presigned URL");
+    let b = announce(&mut alice, "image/png", &clip[..10]).await;
+    tokio::time::sleep(Duration::from_millis(4100)).await;
+    assert_eq!(
+        put(b["url"].as_str().unwrap(), "image/png", &clip[..10]).0,
+        403
+    );
+}
