@@ -105,3 +105,62 @@ async fn a_full_disk_refuses_sends_clearly_and_recovers_when_space_returns() {
     }
     assert_eq!(inbox.last().unwrap()["body"], "space again");
 }
+
+#[tokio::test]
+async fn an_upload_to_a_full_disk_is_refused_and_leaves_nothing_behind() {
+    let disk = tempfile::tempdir().unwrap();
+    let mnt = disk.path().join("mnt");
+    if !mount_small_disk(&mnt, "4m") {
+        eprintln!("SKIPPED: this machine does not allow mounting a tmpfs (needs root)");
+        return;
+    }
+    let _unmount = Unmount(&mnt);
+    let s = Server::start_with(&format!("[media]\ndir = {:?}\n", mnt.display().to_string()));
+    s.add_user("alice", "pw");
+    s.add_user("bob", "pw");
+    let mut alice = connect(s.mqtt, "alice", "phone", "pw").await;
+    alice.subscribe_all().await;
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut upload = async |size: usize| {
+        let a = alice
+            .request("media.upload", json!({"mime": "video/mp4", "size": size}))
+            .await;
+        assert_eq!(a["ok"], true, "{a}");
+        let mut resp = agent
+            .put(a["url"].as_str().unwrap())
+            .header("content-type", "video/mp4")
+            .send(&vec![7u8; size][..])
+            .unwrap();
+        let status = resp.status().as_u16();
+        let body: serde_json::Value = resp.body_mut().read_json().unwrap_or_default();
+        (status, body, a["media"].as_str().unwrap().to_owned())
+    };
+    let (status, body, id) = upload(8 << 20).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (507, &json!("disk_full")),
+        "{body}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&mnt).unwrap().count(),
+        0,
+        "nothing of the refused upload is left on the disk"
+    );
+    let (status, _, small) = upload(100_000).await;
+    assert_eq!(status, 200, "a smaller upload still fits");
+    for (media, want) in [
+        (&id, PubAckReason::PayloadFormatInvalid),
+        (&small, PubAckReason::Success),
+    ] {
+        let r = alice
+            .publish(
+                "m/u/bob",
+                json!({"type": "video", "media": {"id": media}}).to_string(),
+            )
+            .await;
+        assert_eq!(r, want);
+    }
+}
