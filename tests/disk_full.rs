@@ -21,10 +21,28 @@ fn mount_small_disk(dir: &Path, size: &str) -> bool {
         .unwrap_or(false)
 }
 
-struct Unmount<'a>(&'a Path);
-impl Drop for Unmount<'_> {
+/// A small tmpfs, unmounted when dropped.
+struct SmallDisk {
+    mnt: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    /// `None` (and a SKIPPED line) where this machine does not allow mounts.
+    fn mount(size: &str) -> Option<SmallDisk> {
+        let dir = tempfile::tempdir().unwrap();
+        let mnt = dir.path().join("mnt");
+        if !mount_small_disk(&mnt, size) {
+            eprintln!("SKIPPED: this machine does not allow mounting a tmpfs (needs root)");
+            return None;
+        }
+        Some(SmallDisk { mnt, _dir: dir })
+    }
+}
+
+impl Drop for SmallDisk {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(self.0).status();
+        let _ = Command::new("umount").arg("-l").arg(&self.mnt).status();
     }
 }
 
@@ -41,13 +59,10 @@ fn fill(dir: &Path) -> std::path::PathBuf {
 
 #[tokio::test]
 async fn a_full_disk_refuses_sends_clearly_and_recovers_when_space_returns() {
-    let disk = tempfile::tempdir().unwrap();
-    let mnt = disk.path().join("mnt");
-    if !mount_small_disk(&mnt, "16m") {
-        eprintln!("SKIPPED: this machine does not allow mounting a tmpfs (needs root)");
+    let Some(disk) = SmallDisk::mount("16m") else {
         return;
-    }
-    let _unmount = Unmount(&mnt);
+    };
+    let mnt = &disk.mnt;
     let s = Server::start_on_data_dir(&mnt.join("data"));
     s.add_user("alice", "pw");
     s.add_user("bob", "pw");
@@ -57,7 +72,7 @@ async fn a_full_disk_refuses_sends_clearly_and_recovers_when_space_returns() {
         .send("u/bob", json!({"cid": "before", "body": "fits"}))
         .await;
 
-    let filler = fill(&mnt);
+    let filler = fill(mnt);
     let body = "y".repeat(60_000);
     let mut refused = None;
     let mut acked = 1;
@@ -108,13 +123,10 @@ async fn a_full_disk_refuses_sends_clearly_and_recovers_when_space_returns() {
 
 #[tokio::test]
 async fn an_upload_to_a_full_disk_is_refused_and_leaves_nothing_behind() {
-    let disk = tempfile::tempdir().unwrap();
-    let mnt = disk.path().join("mnt");
-    if !mount_small_disk(&mnt, "4m") {
-        eprintln!("SKIPPED: this machine does not allow mounting a tmpfs (needs root)");
+    let Some(disk) = SmallDisk::mount("4m") else {
         return;
-    }
-    let _unmount = Unmount(&mnt);
+    };
+    let mnt = &disk.mnt;
     let s = Server::start_with(&format!("[media]\ndir = {:?}\n", mnt.display().to_string()));
     s.add_user("alice", "pw");
     s.add_user("bob", "pw");
@@ -145,7 +157,7 @@ async fn an_upload_to_a_full_disk_is_refused_and_leaves_nothing_behind() {
         "{body}"
     );
     assert_eq!(
-        std::fs::read_dir(&mnt).unwrap().count(),
+        std::fs::read_dir(mnt).unwrap().count(),
         0,
         "nothing of the refused upload is left on the disk"
     );

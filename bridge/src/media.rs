@@ -152,7 +152,10 @@ impl Bridge {
         };
         self.media.check_announce(&mime, size)?;
         let id = MediaId::generate();
-        let url = self.media.upload_url(&id, size, &mime).await?;
+        let url = self
+            .media
+            .signed_url(&Verb::Put { size, mime: &mime }, &id)
+            .await?;
         self.store
             .media_create(MediaRecord {
                 id: id.clone(),
@@ -194,7 +197,7 @@ impl Bridge {
             }
             MediaState::Expired => return Err(ChatError::Gone(format!("media {id} expired"))),
         }
-        let url = self.media.download_url(&id).await?;
+        let url = self.media.signed_url(&Verb::Get, &id).await?;
         Ok(obj(json!({
             "media": id,
             "url": url.url,

@@ -284,47 +284,28 @@ impl Media {
         now_ms() + self.url_ttl.as_millis() as u64
     }
 
-    /// Where the client PUTs the bytes of `id`, announced as `size` bytes of `mime`.
-    pub async fn upload_url(
-        &self,
-        id: &MediaId,
-        size: u64,
-        mime: &str,
-    ) -> Result<SignedUrl, MediaError> {
+    /// A URL that allows `verb` on `id` until the configured time from now: for an upload, where
+    /// the client PUTs exactly the announced bytes; for a download, where a reader GETs them.
+    pub async fn signed_url(&self, verb: &Verb<'_>, id: &MediaId) -> Result<SignedUrl, MediaError> {
         let expires_ms = self.expiry();
         let url = match &self.place {
             Place::Local {
                 public_url, key, ..
             } => {
                 let exp = expires_ms / 1000;
-                let sig = key.sign(&Verb::Put { size, mime }, id, exp);
+                let sig = key.sign(verb, id, exp);
                 format!("{public_url}/v1/media/{id}?exp={exp}&sig={sig}")
             }
-            Place::S3(s3) => s3
-                .signed_url(http::Method::PUT, &path(id), self.url_ttl)
-                .await
-                .map_err(storage)?
-                .to_string(),
-        };
-        Ok(SignedUrl { url, expires_ms })
-    }
-
-    /// Where a reader GETs the bytes of `id`.
-    pub async fn download_url(&self, id: &MediaId) -> Result<SignedUrl, MediaError> {
-        let expires_ms = self.expiry();
-        let url = match &self.place {
-            Place::Local {
-                public_url, key, ..
-            } => {
-                let exp = expires_ms / 1000;
-                let sig = key.sign(&Verb::Get, id, exp);
-                format!("{public_url}/v1/media/{id}?exp={exp}&sig={sig}")
+            Place::S3(s3) => {
+                let method = match verb {
+                    Verb::Put { .. } => http::Method::PUT,
+                    Verb::Get => http::Method::GET,
+                };
+                s3.signed_url(method, &path(id), self.url_ttl)
+                    .await
+                    .map_err(storage)?
+                    .to_string()
             }
-            Place::S3(s3) => s3
-                .signed_url(http::Method::GET, &path(id), self.url_ttl)
-                .await
-                .map_err(storage)?
-                .to_string(),
         };
         Ok(SignedUrl { url, expires_ms })
     }
