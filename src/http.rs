@@ -236,6 +236,7 @@ fn transfer_error(e: TransferError) -> Response {
         TransferError::Expired => (StatusCode::GONE, "expired"),
         TransferError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
     };
+    metrics::counter!("natter_media_refused_total", "code" => code).increment(1);
     error(status, code, e)
 }
 
@@ -283,7 +284,11 @@ async fn media_put(
         )
         .await
     {
-        Ok(rec) => Json(json!({"media": rec.id, "size": rec.size})).into_response(),
+        Ok(rec) => {
+            metrics::counter!("natter_media_uploads_total").increment(1);
+            metrics::counter!("natter_media_upload_bytes_total").increment(rec.size);
+            Json(json!({"media": rec.id, "size": rec.size})).into_response()
+        }
         Err(e) => transfer_error(e),
     }
 }

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::s3::S3;
-use common::{Mqtt, Server, WAIT};
+use common::{metric, Mqtt, Server, WAIT};
 use rumqttc::v5::mqttbytes::v5::PubAckReason;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -295,6 +295,17 @@ async fn oversized_and_mismatched_uploads_are_refused_and_keep_nothing() {
     assert_eq!((status, &body["error"]["code"]), (409, &json!("complete")));
     let (r, _) = send_media(&mut alice, "u/bob", id, "m1").await;
     assert_eq!(r, PubAckReason::Success);
+    let m = s.metrics();
+    assert_eq!(metric(&m, "natter_media_uploads_total"), 1.0);
+    assert_eq!(metric(&m, "natter_media_upload_bytes_total"), 5000.0);
+    assert_eq!(
+        metric(&m, "natter_media_refused_total{code=\"too_large\"}"),
+        2.0
+    );
+    assert_eq!(
+        metric(&m, "natter_media_refused_total{code=\"hash_mismatch\"}"),
+        1.0
+    );
 }
 
 #[tokio::test]

@@ -227,6 +227,13 @@ impl Media {
                     sign::Key::from_secret(&cfg.secret)
                 };
                 let public_url = if cfg.public_url.is_empty() {
+                    if http_listen.ip().is_unspecified() {
+                        tracing::warn!(
+                            http = %http_listen,
+                            "media URLs will name {http_listen}, which clients cannot reach: \
+                             set media.public_url"
+                        );
+                    }
                     format!("http://{http_listen}")
                 } else {
                     cfg.public_url.trim_end_matches('/').to_owned()
