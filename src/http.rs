@@ -203,6 +203,9 @@ async fn remove_user(
 /// How long an upload may send nothing before it is dropped (a stalled or idle client).
 const UPLOAD_IDLE: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// Most bytes of a refused upload read after the refusal, so that the client sees the answer.
+const UPLOAD_DRAIN: usize = 16 << 20;
+
 /// The query of a signed media URL.
 #[derive(Deserialize)]
 struct Signed {
@@ -258,9 +261,8 @@ async fn media_put(
     let content_length =
         header(axum::http::header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
     // Each read waits at most UPLOAD_IDLE: a client that stops sending frees its slot.
-    let stream = Box::pin(futures::stream::unfold(
-        body.into_data_stream(),
-        |mut data| async move {
+    let mut stream = Box::pin(
+        futures::stream::unfold(body.into_data_stream(), |mut data| async move {
             match tokio::time::timeout(UPLOAD_IDLE, data.next()).await {
                 Ok(Some(Ok(bytes))) => Some((Ok(bytes), data)),
                 Ok(Some(Err(e))) => Some((Err(e.to_string()), data)),
@@ -270,8 +272,10 @@ async fn media_put(
                     data,
                 )),
             }
-        },
-    ));
+        })
+        // Once ended it stays ended: the drain below may ask again.
+        .fuse(),
+    );
     match s
         .bridge
         .receive_upload(
@@ -280,7 +284,7 @@ async fn media_put(
             &q.sig,
             content_type.as_deref(),
             content_length,
-            stream,
+            &mut stream,
         )
         .await
     {
@@ -289,37 +293,132 @@ async fn media_put(
             metrics::counter!("natter_media_upload_bytes_total").increment(rec.size);
             Json(json!({"media": rec.id, "size": rec.size})).into_response()
         }
-        Err(e) => transfer_error(e),
+        Err(e) => {
+            // Read (and drop) what the client is still sending, up to a bound, so that it gets
+            // to read the refusal instead of a reset connection.
+            let mut drained = 0;
+            while drained < UPLOAD_DRAIN {
+                match stream.next().await {
+                    Some(Ok(bytes)) => drained += bytes.len(),
+                    _ => break,
+                }
+            }
+            transfer_error(e)
+        }
     }
 }
 
-/// `GET /v1/media/{id}?exp&sig`: the bytes, with the type they were announced as.
+/// What a `Range` header asks of a file of `size` bytes: `Ok(None)` the whole file (no header,
+/// or one natter does not serve in parts, such as several ranges), `Err` a range outside it.
+fn byte_range(header: Option<&str>, size: u64) -> Result<Option<std::ops::Range<u64>>, ()> {
+    let Some(spec) = header.and_then(|h| h.trim().strip_prefix("bytes=")) else {
+        return Ok(None);
+    };
+    if spec.contains(',') {
+        return Ok(None);
+    }
+    let (first, last) = spec.split_once('-').ok_or(())?;
+    let (first, last) = (first.trim(), last.trim());
+    let range = if first.is_empty() {
+        // The last N bytes.
+        let n: u64 = last.parse().map_err(|_| ())?;
+        size.saturating_sub(n)..size
+    } else {
+        let a: u64 = first.parse().map_err(|_| ())?;
+        let b = if last.is_empty() {
+            size.saturating_sub(1)
+        } else {
+            last.parse::<u64>()
+                .map_err(|_| ())?
+                .min(size.saturating_sub(1))
+        };
+        if b < a {
+            return Err(());
+        }
+        a..b + 1
+    };
+    if range.start >= size || range.is_empty() {
+        return Err(());
+    }
+    Ok(Some(range))
+}
+
+/// `GET /v1/media/{id}?exp&sig`: the bytes, with the type they were announced as; one `Range`
+/// is served as a 206.
 async fn media_get(
     State(s): State<AppState>,
     Path(id): Path<String>,
     Query(q): Query<Signed>,
+    headers: HeaderMap,
 ) -> Response {
     use axum::http::header;
-    match s.bridge.open_download(&id, q.exp, &q.sig).await {
-        Ok((rec, bytes)) => {
-            // Only what a chat app shows inline is shown inline; the rest downloads, so an
-            // upload can never run as a page of this origin.
-            let inline = ["image/", "video/", "audio/"]
-                .iter()
-                .any(|p| rec.mime.starts_with(p));
-            let disposition = if inline { "inline" } else { "attachment" };
-            (
-                [
-                    (header::CONTENT_TYPE, rec.mime.clone()),
-                    (header::CONTENT_LENGTH, rec.size.to_string()),
-                    (header::CONTENT_DISPOSITION, disposition.to_owned()),
-                    (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
-                    (header::CACHE_CONTROL, "private, max-age=3600".to_owned()),
-                ],
-                Body::from_stream(bytes),
-            )
-                .into_response()
+    let asked = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let rec = match s.bridge.check_download(&id, q.exp, &q.sig).await {
+        Ok(rec) => rec,
+        Err(e) => return transfer_error(e),
+    };
+    let Ok(range) = byte_range(asked.as_deref(), rec.size) else {
+        return (
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            [(header::CONTENT_RANGE, format!("bytes */{}", rec.size))],
+        )
+            .into_response();
+    };
+    let bytes = match s.bridge.download(&rec, range.clone()).await {
+        Ok(b) => b,
+        Err(e) => return transfer_error(e),
+    };
+    // Only what a chat app shows inline is shown inline; the rest downloads, so an upload can
+    // never run as a page of this origin.
+    let inline = ["image/", "video/", "audio/"]
+        .iter()
+        .any(|p| rec.mime.starts_with(p));
+    let disposition = if inline { "inline" } else { "attachment" };
+    let (status, length) = match &range {
+        Some(r) => (StatusCode::PARTIAL_CONTENT, r.end - r.start),
+        None => (StatusCode::OK, rec.size),
+    };
+    let mut resp = (
+        status,
+        [
+            (header::CONTENT_TYPE, rec.mime.clone()),
+            (header::CONTENT_LENGTH, length.to_string()),
+            (header::CONTENT_DISPOSITION, disposition.to_owned()),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
+            (header::CACHE_CONTROL, "private, max-age=3600".to_owned()),
+            (header::ACCEPT_RANGES, "bytes".to_owned()),
+        ],
+        Body::from_stream(bytes),
+    )
+        .into_response();
+    if let Some(r) = range {
+        if let Ok(v) = format!("bytes {}-{}/{}", r.start, r.end - 1, rec.size).parse() {
+            resp.headers_mut().insert(header::CONTENT_RANGE, v);
         }
-        Err(e) => transfer_error(e),
+    }
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::byte_range;
+
+    #[test]
+    fn a_range_header_picks_bytes_inside_the_file() {
+        assert_eq!(byte_range(None, 100), Ok(None));
+        assert_eq!(byte_range(Some("bytes=0-9"), 100), Ok(Some(0..10)));
+        assert_eq!(byte_range(Some("bytes=90-"), 100), Ok(Some(90..100)));
+        assert_eq!(byte_range(Some("bytes=-5"), 100), Ok(Some(95..100)));
+        assert_eq!(byte_range(Some("bytes=-500"), 100), Ok(Some(0..100)));
+        assert_eq!(byte_range(Some("bytes=50-5000"), 100), Ok(Some(50..100)));
+        assert_eq!(byte_range(Some("bytes=0-1,5-6"), 100), Ok(None));
+        assert_eq!(byte_range(Some("items=0-1"), 100), Ok(None));
+        assert_eq!(byte_range(Some("bytes=100-"), 100), Err(()));
+        assert_eq!(byte_range(Some("bytes=9-3"), 100), Err(()));
+        assert_eq!(byte_range(Some("bytes=x-3"), 100), Err(()));
+        assert_eq!(byte_range(Some("bytes=-0"), 100), Err(()));
     }
 }

@@ -150,6 +150,29 @@ async fn bob_downloads_the_photo_alice_sent_him_and_carol_cannot() {
     let (status, ct, bytes) = get(&url);
     assert_eq!((status, ct.as_str()), (200, "image/png"));
     assert!(bytes == photo, "Bob gets the very bytes Alice uploaded");
+    // A player seeking, or a download resuming, gets just the part it asks for.
+    let ranged = |range: &str| {
+        let mut resp = agent().get(&url).header("range", range).call().unwrap();
+        let cr = resp
+            .headers()
+            .get("content-range")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let status = resp.status().as_u16();
+        (
+            status,
+            cr,
+            resp.body_mut().read_to_vec().unwrap_or_default(),
+        )
+    };
+    let (status, cr, part) = ranged("bytes=1000-1999");
+    assert_eq!((status, cr.as_str()), (206, "bytes 1000-1999/300000"));
+    assert!(part == photo[1000..2000]);
+    let (status, _, tail) = ranged("bytes=-10");
+    assert!(status == 206 && tail == photo[photo.len() - 10..]);
+    let (status, cr, _) = ranged("bytes=300000-");
+    assert_eq!((status, cr.as_str()), (416, "bytes */300000"));
 
     // Carol is in no chat the photo was sent in, and a made-up id says the same.
     let err = media_url(&mut carol, &id).await.unwrap_err();
@@ -463,7 +486,9 @@ async fn on_s3_members_download_with_presigned_urls_and_bad_uploads_are_never_se
     let mut tampered = url.clone();
     let last = tampered.pop().unwrap();
     tampered.push(if last == '0' { '1' } else { '0' });
-    assert_eq!(put(&tampered, "video/mp4", &clip).0, 403);
+    // (A small body: the bucket answers before reading it, and a large one would meet a
+    // closed socket.)
+    assert_eq!(put(&tampered, "video/mp4", &clip[..10]).0, 403);
     // Sent before the bytes are there: refused.
     let (r, err) = send_media(&mut alice, "u/bob", &id, "early").await;
     assert_eq!(r, PubAckReason::PayloadFormatInvalid, "{err}");

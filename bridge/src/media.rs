@@ -352,13 +352,13 @@ impl Bridge {
         })
     }
 
-    /// Opens the bytes of an upload for a GET with a signed URL.
-    pub async fn open_download(
+    /// Checks a GET with a signed URL: the upload it may read.
+    pub async fn check_download(
         &self,
         id: &str,
         exp: u64,
         sig: &str,
-    ) -> Result<(MediaRecord, BoxStream<'static, Result<Bytes, MediaError>>), TransferError> {
+    ) -> Result<MediaRecord, TransferError> {
         let id: MediaId = id.parse().map_err(|_| MediaError::BadSignature)?;
         self.media.check_url(&Verb::Get, &id, exp, sig)?;
         let rec = self
@@ -367,12 +367,19 @@ impl Bridge {
             .await?
             .ok_or(MediaError::NotUploaded)?;
         match rec.state {
-            MediaState::Ready => {}
-            MediaState::Pending => return Err(MediaError::NotUploaded.into()),
-            MediaState::Expired => return Err(TransferError::Expired),
+            MediaState::Ready => Ok(rec),
+            MediaState::Pending => Err(MediaError::NotUploaded.into()),
+            MediaState::Expired => Err(TransferError::Expired),
         }
-        let bytes = self.media.read(&id).await?;
-        Ok((rec, bytes))
+    }
+
+    /// The bytes of an upload [`Bridge::check_download`] allowed, all or `range` of them.
+    pub async fn download(
+        &self,
+        rec: &MediaRecord,
+        range: Option<std::ops::Range<u64>>,
+    ) -> Result<BoxStream<'static, Result<Bytes, MediaError>>, TransferError> {
+        Ok(self.media.read_range(&rec.id, range).await?)
     }
 
     /// Starts the sweep that deletes expired media and abandoned uploads.

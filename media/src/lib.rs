@@ -455,7 +455,25 @@ impl Media {
         &self,
         id: &MediaId,
     ) -> Result<BoxStream<'static, Result<Bytes, MediaError>>, MediaError> {
-        let got = self.objects.get(&path(id)).await.map_err(storage)?;
+        self.read_range(id, None).await
+    }
+
+    /// The bytes of `id` in `range` (all of them for `None`), streamed: a player seeking in a
+    /// video, or a download resumed, reads only what it asks for.
+    pub async fn read_range(
+        &self,
+        id: &MediaId,
+        range: Option<std::ops::Range<u64>>,
+    ) -> Result<BoxStream<'static, Result<Bytes, MediaError>>, MediaError> {
+        let opts = object_store::GetOptions {
+            range: range.map(object_store::GetRange::Bounded),
+            ..Default::default()
+        };
+        let got = self
+            .objects
+            .get_opts(&path(id), opts)
+            .await
+            .map_err(storage)?;
         Ok(got.into_stream().map_err(storage).boxed())
     }
 
