@@ -214,8 +214,7 @@ impl Bridge {
         }
         let chats: HashSet<&ChatKey> = rec.sent_in.iter().map(|(c, _)| c).collect();
         for chat in chats {
-            // A one-to-one key gives an address for anyone; only its two users get it back.
-            let Some(addr) = chat.addr_for(me).filter(|a| a.key(me) == *chat) else {
+            let Some(addr) = chat.addr_for(me) else {
                 continue;
             };
             if self.may_read(me, &addr).await? {

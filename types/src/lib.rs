@@ -262,14 +262,19 @@ impl ChatKey {
         &self.0
     }
 
-    /// The address `reader` uses for this chat.
+    /// The address `reader` uses for this chat; none for a one-to-one chat `reader` is not one
+    /// of the two users of (whether they may read a group is membership, not the key's).
     pub fn addr_for(&self, reader: &UserId) -> Option<ChatAddr> {
         if let Some(g) = self.0.strip_prefix("g:") {
             return GroupId::new(g).ok().map(ChatAddr::Group);
         }
         let rest = self.0.strip_prefix("d:")?;
         let (a, b) = rest.split_once(':')?;
-        let peer = if a == reader.as_str() { b } else { a };
+        let peer = match reader.as_str() {
+            r if r == a => b,
+            r if r == b => a,
+            _ => return None,
+        };
         UserId::new(peer).ok().map(ChatAddr::User)
     }
 }
@@ -393,7 +398,10 @@ mod tests {
         assert_eq!(k, ChatKey::direct(&a, &b));
         assert_eq!(k.addr_for(&a), Some(ChatAddr::User(b.clone())));
         assert_eq!(k.addr_for(&b), Some(ChatAddr::User(a.clone())));
+        assert_eq!(k.addr_for(&UserId::new("carol").unwrap()), None);
         assert_eq!("u/bob".parse::<ChatAddr>().unwrap().key(&a), k);
+        let notes = ChatKey::direct(&a, &a);
+        assert_eq!(notes.addr_for(&a), Some(ChatAddr::User(a.clone())));
     }
 
     #[test]
