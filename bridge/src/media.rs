@@ -163,7 +163,6 @@ impl Bridge {
                 mime: mime.clone(),
                 size,
                 sha256,
-                created_ms: now_ms(),
                 state: MediaState::Pending,
                 sent_in: Vec::new(),
             })

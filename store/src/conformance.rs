@@ -75,7 +75,6 @@ pub async fn media_goes_from_pending_to_ready_to_expired_with_its_messages(store
         mime: "image/png".into(),
         size: 3,
         sha256: None,
-        created_ms: now,
         state,
         sent_in: Vec::new(),
     };

@@ -250,9 +250,7 @@ pub struct MediaRecord {
     /// The announced SHA-256, lowercase hex.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
-    /// When it was announced, Unix ms.
-    pub created_ms: u64,
-    /// Where it is in its life.
+    /// Where it is in its life. (When it was announced is in the id: a ULID.)
     pub state: MediaState,
     /// Every message that carries it: their chats' members may download it.
     #[serde(default)]
