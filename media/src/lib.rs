@@ -150,11 +150,19 @@ fn is_full(e: &(dyn std::error::Error + 'static)) -> bool {
     e.to_string().contains("No space left on device")
 }
 
+/// A failed write or read: a full disk, or another storage failure.
+fn failure<E: std::error::Error + 'static>(e: E) -> MediaError {
+    if is_full(&e) {
+        MediaError::Full
+    } else {
+        MediaError::Storage(e.to_string())
+    }
+}
+
 fn storage(e: object_store::Error) -> MediaError {
     match e {
         object_store::Error::NotFound { .. } => MediaError::NotUploaded,
-        e if is_full(&e) => MediaError::Full,
-        e => MediaError::Storage(e.to_string()),
+        e => failure(e),
     }
 }
 
@@ -410,14 +418,8 @@ impl Media {
                 std::fs::File::open(dir)?.sync_all()
             })
             .await
-            .map_err(|e| MediaError::Storage(e.to_string()))?
-            .map_err(|e| {
-                if is_full(&e) {
-                    MediaError::Full
-                } else {
-                    MediaError::Storage(e.to_string())
-                }
-            })?;
+            .map_err(failure)?
+            .map_err(failure)?;
         }
         Ok(())
     }
