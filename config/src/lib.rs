@@ -612,13 +612,6 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |key: &str, value: String, expected: &str| {
-            Err(ConfigError::Invalid {
-                key: key.into(),
-                value,
-                expected: expected.into(),
-            })
-        };
         if self.store.backend != "embedded" {
             return invalid(
                 "store.backend",
@@ -780,13 +773,6 @@ impl Config {
 impl Config {
     fn validate_media(&self) -> Result<(), ConfigError> {
         let m = &self.media;
-        let invalid = |key: &str, value: String, expected: &str| {
-            Err(ConfigError::Invalid {
-                key: key.into(),
-                value,
-                expected: expected.into(),
-            })
-        };
         match (m.backend.as_str(), &m.s3) {
             ("local", _) | ("s3", Some(_)) => {}
             ("s3", None) => {
@@ -866,6 +852,15 @@ impl Config {
     }
 }
 
+/// Refuses a value: `key` = `value`, and what would have been accepted.
+fn invalid(key: &str, value: String, expected: &str) -> Result<(), ConfigError> {
+    Err(ConfigError::Invalid {
+        key: key.into(),
+        value,
+        expected: expected.into(),
+    })
+}
+
 fn is_http_url(s: &str) -> bool {
     s.starts_with("http://") || s.starts_with("https://")
 }
@@ -882,22 +877,22 @@ fn check_filters(key: &str, filters: &[String]) -> Result<(), ConfigError> {
                 && (!l.contains('+') || *l == "+")
         });
         if f.is_empty() || !hash_ok {
-            return Err(ConfigError::Invalid {
-                key: key.into(),
-                value: format!("{f:?}"),
-                expected: "an MQTT topic filter (`+` and `#` as whole levels, `#` last)".into(),
-            });
+            return invalid(
+                key,
+                format!("{f:?}"),
+                "an MQTT topic filter (`+` and `#` as whole levels, `#` last)",
+            );
         }
         // A rule like `#` or `+/…` would open every user's chat topics; the chat ACL is not
         // something an integration rule can widen.
         if CHAT_NAMESPACES.contains(&levels[0]) || levels[0] == "#" || levels[0] == "+" {
-            return Err(ConfigError::Invalid {
-                key: key.into(),
-                value: format!("{f:?}"),
-                expected: format!(
+            return invalid(
+                key,
+                format!("{f:?}"),
+                &format!(
                     "a filter whose first level is a fixed name other than the chat namespaces {CHAT_NAMESPACES:?}"
                 ),
-            });
+            );
         }
     }
     Ok(())
