@@ -18,7 +18,8 @@ fn user(s: &str) -> UserId {
     UserId::new(s).expect("test user id")
 }
 
-fn text(from: &UserId, to: &UserId, cid: Option<&str>, body: &str) -> NewMessage {
+/// A text message from `from` to `to` (both readers), for backends' own tests too.
+pub fn text(from: &UserId, to: &UserId, cid: Option<&str>, body: &str) -> NewMessage {
     let mut readers = vec![from.clone()];
     if from != to {
         readers.push(to.clone());

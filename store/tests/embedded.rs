@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use natter_store::embedded::{EmbeddedOptions, EmbeddedStore};
-use natter_store::{conformance, Content, NewMessage, Store};
-use natter_types::{ChatKey, DeviceId, UserId};
+use natter_store::{conformance, Store};
+use natter_types::UserId;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_store_passes_the_conformance_suite() {
@@ -23,23 +23,7 @@ async fn messages_survive_reopening_the_file() {
     {
         let store = EmbeddedStore::open(&path, EmbeddedOptions::default()).unwrap();
         store
-            .append(NewMessage {
-                chat: ChatKey::direct(&a, &b),
-                from: a.clone(),
-                dev: DeviceId::new("phone").unwrap(),
-                cid: Some("c".into()),
-                readers: vec![a.clone(), b.clone()],
-                content: Content {
-                    kind: "text".into(),
-                    body: "kept".into(),
-                    media: None,
-                    reply_to: None,
-                    ttl: None,
-                    event: None,
-                },
-                group_update: None,
-                media: None,
-            })
+            .append(conformance::text(&a, &b, Some("c"), "kept"))
             .await
             .unwrap();
     }
