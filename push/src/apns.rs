@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use natter_config::ApnsConfig;
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::json;
 
-use crate::{http_client, now_secs, read_key, retry_after, Notification, Outcome, PushError};
+use crate::{exchange, http_client, now_secs, read_key, Notification, Outcome, PushError};
 
 /// How long one provider token is used.
 const TOKEN_LIFE: Duration = Duration::from_secs(50 * 60);
@@ -96,7 +96,7 @@ impl Apns {
                 Ok(t) => t,
                 Err(o) => return o,
             };
-            let resp = match self
+            let req = self
                 .http
                 .post(&url)
                 .header("authorization", format!("bearer {jwt}"))
@@ -108,27 +108,17 @@ impl Apns {
                     "apns-expiration",
                     (now_secs() + self.ttl.as_secs()).to_string(),
                 )
-                .json(&body)
-                .send()
-                .await
-            {
-                Ok(r) => r,
-                Err(e) => {
-                    return Outcome::Retry {
-                        after: None,
-                        reason: format!("APNs unreachable: {e}"),
-                    }
-                }
+                .json(&body);
+            let a = match exchange(req, "APNs").await {
+                Ok(a) => a,
+                Err(o) => return o,
             };
-            let status = resp.status().as_u16();
-            let after = retry_after(resp.headers());
-            let answer: Value = resp.json().await.unwrap_or(Value::Null);
-            let reason = answer["reason"].as_str().unwrap_or("").to_owned();
-            if status == 403 && reason == "ExpiredProviderToken" && !fresh {
+            let reason = a.body["reason"].as_str().unwrap_or("");
+            if a.status == 403 && reason == "ExpiredProviderToken" && !fresh {
                 fresh = true;
                 continue;
             }
-            return classify(status, after, &reason);
+            return classify(a.status, a.after, reason);
         }
     }
 }

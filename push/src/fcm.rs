@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
-use crate::{http_client, now_secs, read_key, retry_after, Notification, Outcome, PushError};
+use crate::{exchange, http_client, now_secs, read_key, Answer, Notification, Outcome, PushError};
 
 const SCOPE: &str = "https://www.googleapis.com/auth/firebase.messaging";
 
@@ -98,28 +98,21 @@ impl Fcm {
         header.kid = self.account.private_key_id.clone();
         let assertion = jsonwebtoken::encode(&header, &claims, &self.key)
             .map_err(|e| Outcome::Rejected(format!("cannot sign the OAuth assertion: {e}")))?;
-        let resp = self
-            .http
-            .post(&self.account.token_uri)
-            .form(&[
-                ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
-                ("assertion", assertion.as_str()),
-            ])
-            .send()
-            .await
-            .map_err(|e| Outcome::Retry {
-                after: None,
-                reason: format!("OAuth token endpoint unreachable: {e}"),
-            })?;
-        let status = resp.status();
-        let after = retry_after(resp.headers());
-        let body: Value = resp.json().await.unwrap_or(Value::Null);
-        if !status.is_success() {
+        let req = self.http.post(&self.account.token_uri).form(&[
+            ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+            ("assertion", assertion.as_str()),
+        ]);
+        let Answer {
+            status,
+            after,
+            body,
+        } = exchange(req, "OAuth token endpoint").await?;
+        if !(200..300).contains(&status) {
             // A refused grant is a configuration problem; it is retried (and counted) so that a
             // fixed clock or a restored key lets the queue drain.
             return Err(Outcome::Retry {
                 after,
-                reason: format!("OAuth token refused ({status}): {body}"),
+                reason: format!("OAuth token refused (HTTP {status}): {body}"),
             });
         }
         let (Some(token), Some(expires_in)) =
@@ -157,31 +150,21 @@ impl Fcm {
                 Ok(t) => t,
                 Err(o) => return o,
             };
-            let resp = match self
+            let req = self
                 .http
                 .post(&self.send_url)
                 .bearer_auth(token)
-                .json(&body)
-                .send()
-                .await
-            {
-                Ok(r) => r,
-                Err(e) => {
-                    return Outcome::Retry {
-                        after: None,
-                        reason: format!("FCM unreachable: {e}"),
-                    }
-                }
+                .json(&body);
+            let a = match exchange(req, "FCM").await {
+                Ok(a) => a,
+                Err(o) => return o,
             };
-            let status = resp.status().as_u16();
-            let after = retry_after(resp.headers());
-            let answer: Value = resp.json().await.unwrap_or(Value::Null);
-            if status == 401 && !fresh {
+            if a.status == 401 && !fresh {
                 // The access token was revoked or expired early: one more try with a new one.
                 fresh = true;
                 continue;
             }
-            return classify(status, after, &answer);
+            return classify(a.status, a.after, &a.body);
         }
     }
 }

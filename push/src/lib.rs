@@ -146,6 +146,29 @@ pub fn backoff(
     jittered.max(retry_after.unwrap_or_default())
 }
 
+/// What a provider answered: status, `Retry-After`, JSON body (`Null` if none).
+struct Answer {
+    status: u16,
+    after: Option<Duration>,
+    body: serde_json::Value,
+}
+
+/// Sends a request to a provider; a provider out of reach is a retry, for both.
+async fn exchange(req: reqwest::RequestBuilder, provider: &str) -> Result<Answer, Outcome> {
+    let resp = req.send().await.map_err(|e| Outcome::Retry {
+        after: None,
+        reason: format!("{provider} unreachable: {e}"),
+    })?;
+    let status = resp.status().as_u16();
+    let after = retry_after(resp.headers());
+    let body = resp.json().await.unwrap_or(serde_json::Value::Null);
+    Ok(Answer {
+        status,
+        after,
+        body,
+    })
+}
+
 /// `Retry-After` in seconds, as both providers send it.
 fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     headers
