@@ -98,10 +98,13 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// A header's value, if present and text.
+fn header(headers: &HeaderMap, name: axum::http::HeaderName) -> Option<&str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
 fn authorized(state: &AppState, headers: &HeaderMap) -> bool {
-    let given = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
+    let given = header(headers, axum::http::header::AUTHORIZATION)
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
     same(given.as_bytes(), state.admin_token.as_bytes())
@@ -251,15 +254,9 @@ async fn media_put(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let header = |name: axum::http::HeaderName| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    };
-    let content_type = header(axum::http::header::CONTENT_TYPE);
+    let content_type = header(&headers, axum::http::header::CONTENT_TYPE);
     let content_length =
-        header(axum::http::header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
+        header(&headers, axum::http::header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
     // Each read waits at most UPLOAD_IDLE: a client that stops sending frees its slot.
     let mut stream = Box::pin(
         futures::stream::unfold(body.into_data_stream(), |mut data| async move {
@@ -282,7 +279,7 @@ async fn media_put(
             &id,
             q.exp,
             &q.sig,
-            content_type.as_deref(),
+            content_type,
             content_length,
             &mut stream,
         )
@@ -352,15 +349,12 @@ async fn media_get(
     headers: HeaderMap,
 ) -> Response {
     use axum::http::header;
-    let asked = headers
-        .get(header::RANGE)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let asked = header(&headers, axum::http::header::RANGE);
     let rec = match s.bridge.check_download(&id, q.exp, &q.sig).await {
         Ok(rec) => rec,
         Err(e) => return transfer_error(e),
     };
-    let Ok(range) = byte_range(asked.as_deref(), rec.size) else {
+    let Ok(range) = byte_range(asked, rec.size) else {
         return (
             StatusCode::RANGE_NOT_SATISFIABLE,
             [(header::CONTENT_RANGE, format!("bytes */{}", rec.size))],
