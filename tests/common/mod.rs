@@ -21,12 +21,29 @@ pub const ADMIN_TOKEN: &str = "test-admin-token";
 pub mod providers;
 pub mod s3;
 
+/// A port nothing listens on, for a server this test starts.
+///
+/// Not one the kernel hands out for port 0: between this call and natter's bind, another test in
+/// the same binary may bind port 0 (a fake push provider) or open a connection, and the kernel
+/// could give it this very port (CI once failed with `Address already in use` that way). Ports
+/// below Linux's ephemeral range (32768–60999) are never handed out like that, and a counter
+/// keeps two tests of one binary apart; the bind check skips what other programs hold.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 10_000;
+    const SPAN: u32 = 22_000; // up to 31999
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    // Test binaries run one after another, but a new start point per process keeps a port that
+    // the last binary's servers left in TIME_WAIT out of the way.
+    let start = std::process::id().wrapping_mul(7919) % SPAN;
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (FIRST + (start + n) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {FIRST}..{}", FIRST + SPAN);
 }
 
 /// A natter process. Killed when dropped; its log is printed if the test failed.
