@@ -6,6 +6,7 @@
 //! config file itself: checking that a port is free or a key file readable belongs to the code
 //! that uses them, which names the key in its own error.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -239,14 +240,17 @@ pub enum IssuerAlgorithm {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
-    /// `embedded` (redb file under data_dir). `cassandra` is planned.
+    /// `embedded` (redb file under data_dir) or `cassandra` (Cassandra or ScyllaDB).
     pub backend: String,
-    /// Most sends committed together in one transaction.
+    /// Most sends committed together in one transaction (embedded).
     pub max_batch: usize,
-    /// Sends waiting for the writer before new ones are refused (quota exceeded).
+    /// Sends waiting for the writer (embedded) or in flight (cassandra) before new ones are
+    /// refused (quota exceeded).
     pub max_queue: usize,
     /// Page cache of the embedded store, in MiB.
     pub cache_mb: usize,
+    /// The Cassandra/ScyllaDB cluster, for `backend = "cassandra"`.
+    pub cassandra: CassandraConfig,
 }
 
 impl Default for StoreConfig {
@@ -256,9 +260,90 @@ impl Default for StoreConfig {
             max_batch: 512,
             max_queue: 16_384,
             cache_mb: 64,
+            cassandra: CassandraConfig::default(),
         }
     }
 }
+
+/// `[store.cassandra]`: where the cluster is and how natter talks to it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CassandraConfig {
+    /// `host:port` of a few nodes; the driver learns the rest of the cluster from them.
+    pub contact_points: Vec<String>,
+    /// natter's keyspace; created with `replication` if missing.
+    pub keyspace: String,
+    /// `SimpleStrategy` (one datacenter, tests) or `NetworkTopologyStrategy` (production).
+    pub replication_class: String,
+    /// Copies of each row, for `SimpleStrategy`.
+    pub replication_factor: u32,
+    /// Copies per datacenter, for `NetworkTopologyStrategy`: `{ dc1 = 3, dc2 = 3 }`.
+    pub datacenters: BTreeMap<String, u32>,
+    /// The datacenter natter runs in: requests go to its nodes first. "" means any.
+    pub local_datacenter: String,
+    /// Consistency of reads and writes: `LOCAL_QUORUM` (default), `QUORUM`, `LOCAL_ONE`, `ONE`,
+    /// `EACH_QUORUM` or `ALL`.
+    pub consistency: String,
+    /// Username for PasswordAuthenticator; "" for none.
+    pub username: String,
+    /// Its password (or `password_file`).
+    pub password: String,
+    /// A file holding the password (first line), so it need not sit in the config.
+    pub password_file: Option<PathBuf>,
+    /// Days messages and inbox entries are kept (a TTL on each row); 0 keeps them forever.
+    pub message_ttl_days: f64,
+    /// Seconds to open a connection to a node.
+    pub connect_timeout_secs: u64,
+    /// Seconds one request may take before it fails.
+    pub request_timeout_secs: u64,
+    /// TLS to the nodes; off unless this table is present.
+    pub tls: Option<CassandraTlsConfig>,
+}
+
+impl Default for CassandraConfig {
+    fn default() -> Self {
+        CassandraConfig {
+            contact_points: vec!["127.0.0.1:9042".into()],
+            keyspace: "natter".into(),
+            replication_class: "SimpleStrategy".into(),
+            replication_factor: 1,
+            datacenters: BTreeMap::new(),
+            local_datacenter: String::new(),
+            consistency: "LOCAL_QUORUM".into(),
+            username: String::new(),
+            password: String::new(),
+            password_file: None,
+            message_ttl_days: 0.0,
+            connect_timeout_secs: 5,
+            request_timeout_secs: 10,
+            tls: None,
+        }
+    }
+}
+
+/// `[store.cassandra.tls]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CassandraTlsConfig {
+    /// PEM file of the CA(s) that signed the nodes' certificates.
+    pub ca_file: PathBuf,
+    /// Client certificate chain (PEM), where the cluster requires one.
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+}
+
+/// The consistency levels `[store.cassandra] consistency` may name.
+pub const CASSANDRA_CONSISTENCIES: [&str; 6] = [
+    "LOCAL_QUORUM",
+    "QUORUM",
+    "LOCAL_ONE",
+    "ONE",
+    "EACH_QUORUM",
+    "ALL",
+];
 
 /// Chat limits.
 #[derive(Debug, Clone, Deserialize)]
@@ -612,12 +697,16 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        if self.store.backend != "embedded" {
-            return invalid(
-                "store.backend",
-                format!("{:?}", self.store.backend),
-                "\"embedded\" (the Cassandra backend is not built yet)",
-            );
+        match self.store.backend.as_str() {
+            "embedded" => {}
+            "cassandra" => self.validate_cassandra()?,
+            other => {
+                return invalid(
+                    "store.backend",
+                    format!("{other:?}"),
+                    "\"embedded\" or \"cassandra\"",
+                )
+            }
         }
         if !["memory", "redis"].contains(&self.presence.backend.as_str()) {
             return invalid(
@@ -771,6 +860,144 @@ impl Config {
 }
 
 impl Config {
+    fn validate_cassandra(&self) -> Result<(), ConfigError> {
+        let c = &self.store.cassandra;
+        if c.contact_points.is_empty() {
+            return invalid(
+                "store.cassandra.contact_points",
+                "[]".into(),
+                "at least one \"host:port\"",
+            );
+        }
+        for p in &c.contact_points {
+            let port_ok = p
+                .rsplit_once(':')
+                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+            if !port_ok {
+                return invalid(
+                    "store.cassandra.contact_points",
+                    format!("{p:?}"),
+                    "\"host:port\", e.g. \"10.0.0.5:9042\"",
+                );
+            }
+        }
+        // The keyspace name goes into CQL text (it cannot be a bind marker), so only what CQL
+        // allows unquoted is accepted.
+        let ks = &c.keyspace;
+        let ks_ok = !ks.is_empty()
+            && ks.len() <= 48
+            && ks.starts_with(|ch: char| ch.is_ascii_alphabetic())
+            && ks.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_');
+        if !ks_ok {
+            return invalid(
+                "store.cassandra.keyspace",
+                format!("{ks:?}"),
+                "a letter, then up to 47 letters, digits or underscores",
+            );
+        }
+        match c.replication_class.as_str() {
+            "SimpleStrategy" => {
+                if c.replication_factor == 0 {
+                    return invalid(
+                        "store.cassandra.replication_factor",
+                        "0".into(),
+                        "at least 1",
+                    );
+                }
+            }
+            "NetworkTopologyStrategy" => {
+                if c.datacenters.is_empty() {
+                    return invalid(
+                        "store.cassandra.datacenters",
+                        "{}".into(),
+                        "copies per datacenter, e.g. { dc1 = 3 }, for NetworkTopologyStrategy",
+                    );
+                }
+                for (dc, n) in &c.datacenters {
+                    let name_ok = !dc.is_empty()
+                        && dc
+                            .chars()
+                            .all(|ch| ch.is_ascii_alphanumeric() || "_-.".contains(ch));
+                    if !name_ok || *n == 0 {
+                        return invalid(
+                            "store.cassandra.datacenters",
+                            format!("{dc:?} = {n}"),
+                            "a datacenter name (letters, digits, _ - .) and at least 1 copy",
+                        );
+                    }
+                }
+            }
+            other => {
+                return invalid(
+                    "store.cassandra.replication_class",
+                    format!("{other:?}"),
+                    "\"SimpleStrategy\" or \"NetworkTopologyStrategy\"",
+                )
+            }
+        }
+        if !CASSANDRA_CONSISTENCIES.contains(&c.consistency.as_str()) {
+            return invalid(
+                "store.cassandra.consistency",
+                format!("{:?}", c.consistency),
+                "one of LOCAL_QUORUM, QUORUM, LOCAL_ONE, ONE, EACH_QUORUM, ALL",
+            );
+        }
+        if !(c.message_ttl_days.is_finite() && c.message_ttl_days >= 0.0)
+            || c.message_ttl_days * 86_400.0 > i32::MAX as f64
+        {
+            return invalid(
+                "store.cassandra.message_ttl_days",
+                c.message_ttl_days.to_string(),
+                "0 (keep) or a number of days up to 24855 (Cassandra's TTL limit)",
+            );
+        }
+        if c.message_ttl_days > 0.0 && c.message_ttl_days * 24.0 < self.limits.dedup_hours as f64 {
+            return invalid(
+                "store.cassandra.message_ttl_days",
+                c.message_ttl_days.to_string(),
+                "0 or at least limits.dedup_hours (a resent message must still find the first)",
+            );
+        }
+        for (key, v) in [
+            (
+                "store.cassandra.connect_timeout_secs",
+                c.connect_timeout_secs,
+            ),
+            (
+                "store.cassandra.request_timeout_secs",
+                c.request_timeout_secs,
+            ),
+        ] {
+            if v == 0 || v > 600 {
+                return invalid(key, v.to_string(), "1 to 600 seconds");
+            }
+        }
+        if c.password_file.is_some() && !c.password.is_empty() {
+            return invalid(
+                "store.cassandra.password_file",
+                "set".into(),
+                "either password or password_file, not both",
+            );
+        }
+        if c.username.is_empty() && (!c.password.is_empty() || c.password_file.is_some()) {
+            return invalid(
+                "store.cassandra.username",
+                "\"\"".into(),
+                "a username where a password is given",
+            );
+        }
+        if let Some(tls) = &c.tls {
+            if tls.cert_file.is_some() != tls.key_file.is_some() {
+                return invalid(
+                    "store.cassandra.tls.key_file",
+                    format!("{:?}", tls.key_file),
+                    "cert_file and key_file together, or neither",
+                );
+            }
+        }
+        Ok(())
+    }
+
     fn validate_media(&self) -> Result<(), ConfigError> {
         let m = &self.media;
         match (m.backend.as_str(), &m.s3) {
@@ -959,5 +1186,53 @@ mod tests {
             "x"
         )
         .is_ok());
+    }
+    #[test]
+    fn a_cassandra_store_is_configured_and_checked_key_by_key() {
+        let ok = Config::parse(
+            "[store]\nbackend = \"cassandra\"\n[store.cassandra]\n\
+             contact_points = [\"10.0.0.5:9042\", \"db2.example:9042\"]\n\
+             replication_class = \"NetworkTopologyStrategy\"\n\
+             datacenters = { dc1 = 3, eu-west = 3 }\nlocal_datacenter = \"dc1\"\n\
+             consistency = \"QUORUM\"\nmessage_ttl_days = 365\n\
+             [store.cassandra.tls]\nca_file = \"/etc/natter/db-ca.pem\"\n",
+            "x",
+        )
+        .unwrap();
+        assert_eq!(ok.store.cassandra.datacenters.get("eu-west"), Some(&3));
+        assert_eq!(ok.store.cassandra.keyspace, "natter");
+        let cas = |body: &str| {
+            parse_err(&format!(
+                "[store]\nbackend = \"cassandra\"\n[store.cassandra]\n{body}"
+            ))
+        };
+        let e = cas("contact_points = [\"10.0.0.5\"]\n");
+        assert!(
+            e.contains("store.cassandra.contact_points") && e.contains("10.0.0.5"),
+            "{e}"
+        );
+        let e = cas("keyspace = \"natter; DROP\"\n");
+        assert!(e.contains("store.cassandra.keyspace"), "{e}");
+        let e = cas("replication_class = \"NetworkTopologyStrategy\"\n");
+        assert!(e.contains("store.cassandra.datacenters"), "{e}");
+        let e = cas("consistency = \"TWO_PLEASE\"\n");
+        assert!(
+            e.contains("store.cassandra.consistency") && e.contains("LOCAL_QUORUM"),
+            "{e}"
+        );
+        let e = cas("message_ttl_days = 1\n");
+        assert!(
+            e.contains("message_ttl_days") && e.contains("dedup_hours"),
+            "{e}"
+        );
+        let e = cas("password = \"pw\"\n");
+        assert!(e.contains("store.cassandra.username"), "{e}");
+        let e = cas("[store.cassandra.tls]\nca_file = \"a\"\ncert_file = \"c\"\n");
+        assert!(e.contains("store.cassandra.tls.key_file"), "{e}");
+        let e = parse_err("[store]\nbackend = \"postgres\"\n");
+        assert!(
+            e.contains("store.backend") && e.contains("cassandra"),
+            "{e}"
+        );
     }
 }
