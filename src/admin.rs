@@ -42,23 +42,24 @@ pub async fn run(config: &Config, cmd: Cmd) -> anyhow::Result<()> {
         let config = config.clone();
         return tokio::task::spawn_blocking(move || over_http(&config, &token, cmd)).await?;
     }
-    let store = crate::serve::open_store(config)?;
+    let store = crate::serve::open_store(config).await?;
+    let store = &*store;
     match cmd {
         Cmd::Add { name, password } => {
-            users::add(&store, &name, &password).await?;
+            users::add(store, &name, &password).await?;
             println!("user {name} created");
         }
         Cmd::Passwd { name, password } => {
-            users::passwd(&store, &name, &password).await?;
+            users::passwd(store, &name, &password).await?;
             println!("password of {name} changed");
         }
         Cmd::List => {
-            for u in natter_store::Store::users(&store).await? {
+            for u in store.users().await? {
                 println!("{u}");
             }
         }
         Cmd::Remove { name } => {
-            users::remove(&store, &name).await?;
+            users::remove(store, &name).await?;
             println!("user {name} removed");
         }
     }

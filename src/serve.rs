@@ -8,6 +8,7 @@ use anyhow::Context;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use natter_bridge::{auth, Bridge};
 use natter_broker::Broker;
+use natter_cassandra::{CassandraOptions, CassandraStore, Replication, TlsFiles};
 use natter_config::{Config, LogFormat};
 use natter_store::embedded::{EmbeddedOptions, EmbeddedStore};
 use natter_store::Store;
@@ -15,7 +16,8 @@ use tracing_subscriber::EnvFilter;
 
 fn init_logging(config: &Config) {
     // rmqtt logs every refused connection at info; natter logs those itself, once, at info.
-    let default = format!("{},rmqtt=warn,rmqtt_net=warn", config.log.level);
+    // The scylla driver logs each connection it opens at info.
+    let default = format!("{},rmqtt=warn,rmqtt_net=warn,scylla=warn", config.log.level);
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
@@ -96,14 +98,26 @@ fn admin_token(config: &Config) -> anyhow::Result<String> {
     Ok(token)
 }
 
-/// Opens the embedded store under `data_dir`.
-pub fn open_store(config: &Config) -> anyhow::Result<EmbeddedStore> {
+/// Opens the store the config names: the embedded one under `data_dir`, or the Cassandra
+/// cluster (creating or migrating natter's schema there).
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    // Keys and tokens live under data_dir whichever store holds the messages.
     std::fs::create_dir_all(&config.data_dir).with_context(|| {
         format!(
             "config key `data_dir` = {}: cannot create the directory",
             config.data_dir.display()
         )
     })?;
+    if config.store.backend == "cassandra" {
+        let opts = cassandra_options(config)?;
+        let points = opts.contact_points.join(", ");
+        let store = CassandraStore::connect(opts).await.with_context(|| {
+            format!(
+                "config key `store.cassandra.contact_points` = [{points}]: cannot use the cluster"
+            )
+        })?;
+        return Ok(Arc::new(store));
+    }
     let path = config.data_dir.join("natter.redb");
     let opts = EmbeddedOptions {
         max_batch: config.store.max_batch,
@@ -111,11 +125,62 @@ pub fn open_store(config: &Config) -> anyhow::Result<EmbeddedStore> {
         dedup_ms: config.limits.dedup_hours * 3600 * 1000,
         cache_bytes: config.store.cache_mb << 20,
     };
-    EmbeddedStore::open(&path, opts).with_context(|| {
+    let store = EmbeddedStore::open(&path, opts).with_context(|| {
         format!(
             "cannot open the store {} (is another natter using it?)",
             path.display()
         )
+    })?;
+    Ok(Arc::new(store))
+}
+
+/// `[store.cassandra]` as the Cassandra store's options (the config already checked them).
+fn cassandra_options(config: &Config) -> anyhow::Result<CassandraOptions> {
+    let c = &config.store.cassandra;
+    let replication = if c.replication_class == "NetworkTopologyStrategy" {
+        Replication::NetworkTopology(c.datacenters.clone().into_iter().collect())
+    } else {
+        Replication::Simple {
+            factor: c.replication_factor,
+        }
+    };
+    let password = match &c.password_file {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| {
+                format!(
+                    "config key `store.cassandra.password_file` = {}: cannot read it",
+                    path.display()
+                )
+            })?
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_owned(),
+        None => c.password.clone(),
+    };
+    let consistency = natter_cassandra::consistency(&c.consistency).with_context(|| {
+        format!(
+            "config key `store.cassandra.consistency` = {:?}: not a consistency natter uses",
+            c.consistency
+        )
+    })?;
+    Ok(CassandraOptions {
+        contact_points: c.contact_points.clone(),
+        keyspace: c.keyspace.clone(),
+        replication,
+        local_datacenter: Some(c.local_datacenter.clone()).filter(|d| !d.is_empty()),
+        consistency,
+        credentials: (!c.username.is_empty()).then(|| (c.username.clone(), password)),
+        tls: c.tls.as_ref().map(|t| TlsFiles {
+            ca_file: t.ca_file.clone(),
+            client: t.cert_file.clone().zip(t.key_file.clone()),
+        }),
+        dedup_ms: config.limits.dedup_hours * 3600 * 1000,
+        message_ttl_secs: (c.message_ttl_days * 86_400.0).round() as u32,
+        max_in_flight: config.store.max_queue,
+        connect_timeout: Duration::from_secs(c.connect_timeout_secs),
+        request_timeout: Duration::from_secs(c.request_timeout_secs),
+        schema_metadata: c.schema_metadata,
     })
 }
 
@@ -123,7 +188,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     init_logging(&config);
     let metrics = install_metrics()?;
     let config = Arc::new(config);
-    let store: Arc<dyn Store> = Arc::new(open_store(&config)?);
+    let store: Arc<dyn Store> = open_store(&config).await?;
     let tokens = Arc::new(auth::Tokens::load(&config.auth, &config.data_dir)?);
     let admin_token = admin_token(&config)?;
 

@@ -298,6 +298,9 @@ pub struct CassandraConfig {
     pub request_timeout_secs: u64,
     /// TLS to the nodes; off unless this table is present.
     pub tls: Option<CassandraTlsConfig>,
+    /// Read the cluster's keyspaces and tables (`system_schema`), which token-aware routing
+    /// needs. Off only for nodes without it (Cassandra before 3.0, behind a protocol bridge).
+    pub schema_metadata: bool,
 }
 
 impl Default for CassandraConfig {
@@ -317,6 +320,7 @@ impl Default for CassandraConfig {
             connect_timeout_secs: 5,
             request_timeout_secs: 10,
             tls: None,
+            schema_metadata: true,
         }
     }
 }
