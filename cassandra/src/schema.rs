@@ -103,7 +103,16 @@ pub async fn migrate(session: &Session, keyspace: &str, replication: &Replicatio
         "CREATE KEYSPACE IF NOT EXISTS {keyspace} WITH replication = {}",
         replication.cql()
     );
-    session.query_unpaged(create, ()).await.map_err(storage)?;
+    if let Err(e) = session.query_unpaged(create, ()).await {
+        // An operator may make the keyspace and give natter no right to create one: the
+        // keyspace being there is what counts.
+        if session.use_keyspace(keyspace, false).await.is_err() {
+            return Err(crate::StoreError::Storage(format!(
+                "cassandra: cannot create keyspace {keyspace}: {e}"
+            )));
+        }
+        tracing::warn!(keyspace, error = %e, "keyspace not created (it exists): using it");
+    }
     session
         .query_unpaged(
             format!(
