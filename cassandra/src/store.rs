@@ -106,6 +106,16 @@ fn shard_of(user: &UserId) -> i32 {
     (h % PUSH_SHARDS as u32) as i32
 }
 
+/// The primary key of a push job's row: shard, user, device, collapse key.
+fn job_key(job: &PushJob) -> Vec<CqlValue> {
+    vec![
+        CqlValue::Int(shard_of(&job.user)),
+        text(job.user.as_str()),
+        text(job.device.as_str()),
+        text(&job.collapse),
+    ]
+}
+
 fn state_name(s: MediaState) -> &'static str {
     match s {
         MediaState::Pending => "pending",
@@ -643,6 +653,12 @@ impl CassandraStore {
         self.write_all(writes).await
     }
 
+    /// The job waiting for `job`'s (user, device, chat), if any.
+    async fn waiting_job(&self, job: &PushJob) -> Result<Option<PushJob>> {
+        let row: Option<(String,)> = self.one(&self.st.job_get, job_key(job)).await?;
+        row.map(|(w,)| from_json(&w)).transpose()
+    }
+
     /// A reader's row of a chat, if they have one.
     async fn chat_state(&self, user: &UserId, chat: &ChatKey) -> Result<Option<ChatStateRow>> {
         self.one(&self.st.state_get, (user.as_str(), chat.as_str()))
@@ -803,15 +819,7 @@ impl Store for CassandraStore {
             }
         }
         let id = self.next_id();
-        let message = StoredMessage {
-            id,
-            chat: msg.chat.clone(),
-            from: msg.from.clone(),
-            dev: msg.dev.clone(),
-            ts: now,
-            cid: msg.cid.clone(),
-            content: msg.content.clone(),
-        };
+        let message = msg.stored(id, now);
         let chat = msg.chat.as_str();
         let bucket = message_bucket(id);
         let mut writes = vec![
@@ -1335,30 +1343,12 @@ impl Store for CassandraStore {
     async fn push_enqueue(&self, jobs: Vec<PushJob>) -> Result<()> {
         let mut writes = Vec::with_capacity(jobs.len());
         for mut job in jobs {
-            let shard = shard_of(&job.user);
-            let key = (
-                shard,
-                job.user.as_str(),
-                job.device.as_str(),
-                job.collapse.as_str(),
-            );
-            let waiting: Option<(String,)> = self.one(&self.st.job_get, key).await?;
-            if let Some((w,)) = waiting {
-                let w: PushJob = from_json(&w)?;
-                job.attempts = w.attempts;
-                job.due_ms = w.due_ms.max(job.due_ms);
-                job.version = w.version + 1;
+            if let Some(w) = self.waiting_job(&job).await? {
+                job.collapse_into(&w);
             }
-            writes.push(self.w(
-                &self.st.job_put,
-                vec![
-                    CqlValue::Int(shard),
-                    text(job.user.as_str()),
-                    text(job.device.as_str()),
-                    text(&job.collapse),
-                    CqlValue::Text(to_json(&job)?),
-                ],
-            ));
+            let mut values = job_key(&job);
+            values.push(CqlValue::Text(to_json(&job)?));
+            writes.push(self.w(&self.st.job_put, values));
         }
         self.write_all(writes).await
     }
@@ -1381,24 +1371,10 @@ impl Store for CassandraStore {
     }
 
     async fn push_settle(&self, job: &PushJob, retry: Option<(u32, u64)>) -> Result<()> {
-        let shard = shard_of(&job.user);
-        let key = (
-            shard,
-            job.user.as_str(),
-            job.device.as_str(),
-            job.collapse.as_str(),
-        );
-        let waiting: Option<(String,)> = self.one(&self.st.job_get, key).await?;
-        let Some((w,)) = waiting else {
+        let Some(mut w) = self.waiting_job(job).await? else {
             return Ok(());
         };
-        let mut w: PushJob = from_json(&w)?;
-        let key_values = vec![
-            CqlValue::Int(shard),
-            text(job.user.as_str()),
-            text(job.device.as_str()),
-            text(&job.collapse),
-        ];
+        let key_values = job_key(job);
         match retry {
             None if w.version == job.version => {
                 self.write_batch(vec![self.w(&self.st.job_delete, key_values)])

@@ -413,15 +413,7 @@ fn write_batch(db: &Database, ops: &[&Op], last_id: &mut u128, dedup_ms: u64) ->
             // the clock stalls or steps back.
             next_id = ulid::Ulid::new().0.max(next_id + 1);
             let id = MsgId(next_id);
-            let message = StoredMessage {
-                id,
-                chat: msg.chat.clone(),
-                from: msg.from.clone(),
-                dev: msg.dev.clone(),
-                ts: now,
-                cid: msg.cid.clone(),
-                content: msg.content.clone(),
-            };
+            let message = msg.stored(id, now);
             let bytes = to_json(&message)?;
             messages
                 .insert((msg.chat.as_str(), id.0), bytes.as_slice())
@@ -1048,9 +1040,7 @@ impl crate::Store for EmbeddedStore {
                 let waiting: Option<PushJob> =
                     from_json_opt(t.get(job_key(&job)).map_err(storage)?)?;
                 if let Some(w) = waiting {
-                    job.attempts = w.attempts;
-                    job.due_ms = w.due_ms.max(job.due_ms);
-                    job.version = w.version + 1;
+                    job.collapse_into(&w);
                 }
                 t.insert(job_key(&job), to_json(&job)?.as_slice())
                     .map_err(storage)?;

@@ -59,6 +59,21 @@ pub struct NewMessage {
     pub media: Option<MediaId>,
 }
 
+impl NewMessage {
+    /// The message as stored under `id`, written at `ts` (Unix ms).
+    pub fn stored(&self, id: MsgId, ts: u64) -> StoredMessage {
+        StoredMessage {
+            id,
+            chat: self.chat.clone(),
+            from: self.from.clone(),
+            dev: self.dev.clone(),
+            ts,
+            cid: self.cid.clone(),
+            content: self.content.clone(),
+        }
+    }
+}
+
 /// A group and its members.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupRecord {
@@ -222,6 +237,17 @@ pub struct PushJob {
     pub due_ms: u64,
     /// Bumped at every collapse, so that settling an older send never drops newer content.
     pub version: u64,
+}
+
+impl PushJob {
+    /// Collapses this newer job into `waiting`, the one not yet sent for the same (user,
+    /// device, chat): the new content, the waiting job's attempts and backoff (never skipped),
+    /// and a new version.
+    pub fn collapse_into(&mut self, waiting: &PushJob) {
+        self.attempts = waiting.attempts;
+        self.due_ms = waiting.due_ms.max(self.due_ms);
+        self.version = waiting.version + 1;
+    }
 }
 
 /// Where an upload is in its life.
