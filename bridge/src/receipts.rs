@@ -13,6 +13,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use crate::limits::Bucket;
+use crate::wire::Receipted;
 use crate::{now_ms, wire, Bridge, ChatError};
 
 /// Typing indicators a device may send in a burst, and per second after it.
@@ -134,6 +135,9 @@ struct Acked {
     kind: String,
     /// When natter accepted it (ms since the epoch).
     ts: u64,
+    /// The sender's client id for it, echoed in the receipt.
+    #[serde(default)]
+    cid: Option<String>,
 }
 
 /// System messages (group changes) are the chat's, not their author's: no receipts for them.
@@ -143,7 +147,7 @@ fn wants_receipts(m: &StoredMessage, by: &UserId) -> bool {
 
 impl Bridge {
     /// Publishes `by`'s `status` for `m` to the sender's `u/{from}/r`.
-    async fn tell_sender(&self, m: &StoredMessage, status: ReceiptStatus, by: &UserId) {
+    async fn tell_sender(&self, m: Receipted<'_>, status: ReceiptStatus, by: &UserId) {
         let word = if status == ReceiptStatus::Read {
             "read"
         } else {
@@ -175,7 +179,7 @@ impl Bridge {
         let fresh = self.store.mark(marks).await?;
         for (m, new) in others.iter().zip(fresh) {
             if new {
-                self.tell_sender(m, status, by).await;
+                self.tell_sender((*m).into(), status, by).await;
             }
         }
         Ok(())
@@ -212,12 +216,15 @@ impl Bridge {
         };
         match self.store.mark(vec![mark]).await {
             Ok(fresh) if fresh.first() == Some(&true) => {
-                if let Ok(found) = self.store.message(&chat, a.id).await {
-                    if let Some(m) = found.as_ref() {
-                        self.tell_sender(m, ReceiptStatus::Delivered, &client.user)
-                            .await;
-                    }
-                }
+                // The acknowledged copy says all a receipt needs: no store read per delivery.
+                let about = Receipted {
+                    chat: &chat,
+                    from: &a.from,
+                    id: a.id,
+                    cid: a.cid.as_deref(),
+                };
+                self.tell_sender(about, ReceiptStatus::Delivered, &client.user)
+                    .await;
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "delivered receipt not recorded"),
@@ -244,7 +251,8 @@ impl Bridge {
                 .iter()
                 .filter(|m| wants_receipts(m, &client.user))
             {
-                self.tell_sender(m, ReceiptStatus::Read, &client.user).await;
+                self.tell_sender(m.into(), ReceiptStatus::Read, &client.user)
+                    .await;
             }
             event["upto"] = json!(r.read_seq);
             event["unread"] = json!(r.unread);

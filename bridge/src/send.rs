@@ -50,7 +50,7 @@ impl Bridge {
         self.broker
             .publish(
                 &format!("u/{}/r", client.user),
-                wire::receipt(m, "sent", None, m.ts),
+                wire::receipt(m.into(), "sent", None, m.ts),
                 true,
                 false,
             )

@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use natter_store::{Content, StoredMessage};
-use natter_types::{MediaId, MsgId, Seq, UserId};
+use natter_types::{ChatKey, MediaId, MsgId, Seq, UserId};
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -204,12 +204,38 @@ impl<'a> MessageOut<'a> {
     }
 }
 
+/// What a receipt is about: the message's chat, sender, id and the sender's own id for it.
+/// Built from a stored message, or from the copy a device acknowledged (which carries all four),
+/// so a delivered receipt needs no store read.
+#[derive(Debug, Clone, Copy)]
+pub struct Receipted<'a> {
+    /// The chat, as stored.
+    pub chat: &'a ChatKey,
+    /// Who sent the message (who gets the receipt).
+    pub from: &'a UserId,
+    /// The message.
+    pub id: MsgId,
+    /// The sender's client id for it.
+    pub cid: Option<&'a str>,
+}
+
+impl<'a> From<&'a StoredMessage> for Receipted<'a> {
+    fn from(m: &'a StoredMessage) -> Self {
+        Receipted {
+            chat: &m.chat,
+            from: &m.from,
+            id: m.id,
+            cid: m.cid.as_deref(),
+        }
+    }
+}
+
 /// A receipt for the sender of `m`: `status` (`sent`, `delivered`, `read`) at `ts`, `by` the
 /// recipient (none for `sent`), with the chat as the sender names it.
-pub fn receipt(m: &StoredMessage, status: &str, by: Option<&UserId>, ts: u64) -> Bytes {
+pub fn receipt(m: Receipted<'_>, status: &str, by: Option<&UserId>, ts: u64) -> Bytes {
     let chat = m
         .chat
-        .addr_for(&m.from)
+        .addr_for(m.from)
         .map(|a| a.to_string())
         .unwrap_or_default();
     let mut v = json!({"chat": chat, "id": m.id, "cid": m.cid, "status": status, "ts": ts});
