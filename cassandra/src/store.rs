@@ -653,6 +653,40 @@ impl CassandraStore {
         self.write_all(writes).await
     }
 
+    /// How far `user` has got with message `id` of `chat`: 0 nowhere, 1 delivered, 2 read.
+    async fn receipt_level(&self, chat: ChatKey, id: MsgId, user: UserId) -> Result<i32> {
+        let row: Option<(Option<i32>,)> = self
+            .one(
+                &self.st.receipt_get,
+                (chat.as_str(), id_blob(id), user.as_str()),
+            )
+            .await?;
+        Ok(row.and_then(|(s,)| s).unwrap_or(0))
+    }
+
+    /// [`Self::receipt_level`] of many messages, read at once, in the order asked.
+    async fn receipt_levels(&self, keys: Vec<(ChatKey, MsgId, UserId)>) -> Result<Vec<i32>> {
+        futures::stream::iter(keys)
+            .map(|(chat, id, user)| self.receipt_level(chat, id, user))
+            .buffered(FAN_OUT)
+            .try_collect()
+            .await
+    }
+
+    /// The write that raises `user`'s receipt for message `id` of `chat` to `status`.
+    fn receipt_write(&self, chat: &ChatKey, id: MsgId, user: &UserId, status: i32) -> Write {
+        self.w(
+            &self.st.receipt_put,
+            vec![
+                text(chat.as_str()),
+                blob(id),
+                text(user.as_str()),
+                CqlValue::Int(status),
+                self.ttl(),
+            ],
+        )
+    }
+
     /// The job waiting for `job`'s (user, device, chat), if any.
     async fn waiting_job(&self, job: &PushJob) -> Result<Option<PushJob>> {
         let row: Option<(String,)> = self.one(&self.st.job_get, job_key(job)).await?;
@@ -866,12 +900,23 @@ impl Store for CassandraStore {
             before.insert(*r, s.unwrap_or((None, None)));
         }
         let mut seqs = Vec::with_capacity(msg.readers.len());
+        // Heads not cached yet (first send to a user since start) are read at once, not one
+        // after another: a big group's first message after a restart needs a thousand.
+        let uncached: Vec<UserId> = guards
+            .iter()
+            .filter(|(_, g)| g.seq.is_none())
+            .map(|(u, _)| u.clone())
+            .collect();
+        let loaded: std::collections::HashMap<UserId, u64> = futures::stream::iter(uncached)
+            .map(|u| async move { Ok::<_, StoreError>((u.clone(), self.stored_head(&u).await?)) })
+            .buffered(FAN_OUT)
+            .try_collect()
+            .await?;
         let mut heads = std::collections::HashMap::new();
         for (user, guard) in guards.iter_mut() {
-            if guard.seq.is_none() {
-                guard.seq = Some(self.stored_head(user).await?);
-            }
-            heads.insert(user.clone(), guard.seq.unwrap_or(0));
+            let head = guard.seq.or_else(|| loaded.get(user).copied()).unwrap_or(0);
+            guard.seq = Some(head);
+            heads.insert(user.clone(), head);
         }
         for reader in &msg.readers {
             let seq = heads.get(reader).copied().unwrap_or(0) + 1;
@@ -1108,41 +1153,29 @@ impl Store for CassandraStore {
         }
         let users: Vec<&UserId> = marks.iter().map(|m| &m.user).collect();
         let _guards = self.owners.lock(&users).await;
-        let mut out = Vec::with_capacity(marks.len());
         // Marks of one message may repeat in a batch (two devices): later ones see earlier ones.
-        let mut raised: std::collections::HashMap<(String, MsgId, UserId), i32> =
+        let mut raised: std::collections::HashMap<(ChatKey, MsgId, UserId), i32> =
             std::collections::HashMap::new();
+        let mut keys: Vec<(ChatKey, MsgId, UserId)> = marks
+            .iter()
+            .map(|m| (m.chat.clone(), m.id, m.user.clone()))
+            .collect();
+        keys.sort();
+        keys.dedup();
+        let levels = self.receipt_levels(keys.clone()).await?;
+        raised.extend(keys.into_iter().zip(levels));
+        let mut out = Vec::with_capacity(marks.len());
         let mut writes = Vec::new();
         for m in &marks {
-            let key = (m.chat.as_str().to_owned(), m.id, m.user.clone());
-            let before = match raised.get(&key) {
-                Some(s) => *s,
-                None => {
-                    let row: Option<(Option<i32>,)> = self
-                        .one(
-                            &self.st.receipt_get,
-                            (m.chat.as_str(), id_blob(m.id), m.user.as_str()),
-                        )
-                        .await?;
-                    row.and_then(|(s,)| s).unwrap_or(0)
-                }
-            };
+            let level = raised
+                .entry((m.chat.clone(), m.id, m.user.clone()))
+                .or_insert(0);
             let now = m.status as i32;
-            if now > before {
-                writes.push(self.w(
-                    &self.st.receipt_put,
-                    vec![
-                        text(m.chat.as_str()),
-                        blob(m.id),
-                        text(m.user.as_str()),
-                        CqlValue::Int(now),
-                        self.ttl(),
-                    ],
-                ));
-                raised.insert(key, now);
+            if now > *level {
+                writes.push(self.receipt_write(&m.chat, m.id, &m.user, now));
+                *level = now;
                 out.push(true);
             } else {
-                raised.insert(key, before);
                 out.push(false);
             }
         }
@@ -1178,31 +1211,26 @@ impl Store for CassandraStore {
             .map(|(_, c, id)| (c, id))
             .collect();
         let messages = self.messages_at(keys).await?;
+        let from_others: Vec<StoredMessage> = messages
+            .into_iter()
+            .flatten()
+            .filter(|m| m.from != *user)
+            .collect();
+        let passed = from_others.len() as u64;
+        let levels = self
+            .receipt_levels(
+                from_others
+                    .iter()
+                    .map(|m| (chat.clone(), m.id, user.clone()))
+                    .collect(),
+            )
+            .await?;
+        let read = ReceiptStatus::Read as i32;
         let mut newly = Vec::new();
-        let mut passed = 0u64;
         let mut writes = Vec::new();
-        for m in messages.into_iter().flatten() {
-            if m.from == *user {
-                continue;
-            }
-            passed += 1;
-            let row: Option<(Option<i32>,)> = self
-                .one(
-                    &self.st.receipt_get,
-                    (chat.as_str(), id_blob(m.id), user.as_str()),
-                )
-                .await?;
-            if row.and_then(|(s,)| s).unwrap_or(0) < ReceiptStatus::Read as i32 {
-                writes.push(self.w(
-                    &self.st.receipt_put,
-                    vec![
-                        text(chat.as_str()),
-                        blob(m.id),
-                        text(user.as_str()),
-                        CqlValue::Int(ReceiptStatus::Read as i32),
-                        self.ttl(),
-                    ],
-                ));
+        for (m, level) in from_others.into_iter().zip(levels) {
+            if level < read {
+                writes.push(self.receipt_write(chat, m.id, user, read));
                 newly.push(m);
             }
         }
@@ -1245,17 +1273,13 @@ impl Store for CassandraStore {
         id: MsgId,
         user: &UserId,
     ) -> Result<Option<ReceiptStatus>> {
-        let row: Option<(Option<i32>,)> = self
-            .one(
-                &self.st.receipt_get,
-                (chat.as_str(), id_blob(id), user.as_str()),
-            )
-            .await?;
-        Ok(match row.and_then(|(s,)| s) {
-            Some(1) => Some(ReceiptStatus::Delivered),
-            Some(2) => Some(ReceiptStatus::Read),
-            _ => None,
-        })
+        Ok(
+            match self.receipt_level(chat.clone(), id, user.clone()).await? {
+                1 => Some(ReceiptStatus::Delivered),
+                2 => Some(ReceiptStatus::Read),
+                _ => None,
+            },
+        )
     }
 
     async fn push_register(&self, token: PushToken) -> Result<()> {
