@@ -171,10 +171,7 @@ publish = ["cmd/+"]
 
 #[tokio::test]
 async fn acl_rules_open_integration_topics_with_retain_and_every_qos() {
-    let s = Server::start_with(INTEGRATIONS);
-    for u in ["sensor-1", "ops", "alice"] {
-        s.add_user(u, "pw");
-    }
+    let s = Server::start_with_users(INTEGRATIONS, &["sensor-1", "ops", "alice"]);
     let mut sensor = connect(s.mqtt, "sensor-1", "dev", "pw").await;
     // Retained, before anyone listens.
     assert_eq!(

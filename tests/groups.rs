@@ -199,10 +199,10 @@ async fn non_members_and_strangers_are_refused_the_same_way() {
 
 #[tokio::test]
 async fn the_group_size_limit_is_a_clear_error() {
-    let s = Server::start_with("[limits]\nmax_group_members = 3\n");
-    for u in ["alice", "bob", "carol", "dave"] {
-        s.add_user(u, "pw");
-    }
+    let s = Server::start_with_users(
+        "[limits]\nmax_group_members = 3\n",
+        &["alice", "bob", "carol", "dave"],
+    );
     let mut alice = s.online("alice", "phone").await;
     let a = alice
         .publish(
@@ -412,10 +412,10 @@ async fn a_message_to_a_thousand_member_group_reaches_every_online_member() {
 
 #[tokio::test]
 async fn a_user_in_too_many_groups_cannot_join_another() {
-    let s = Server::start_with("[limits]\nmax_groups_per_user = 2\n");
-    for u in ["alice", "bob", "carol"] {
-        s.add_user(u, "pw");
-    }
+    let s = Server::start_with_users(
+        "[limits]\nmax_groups_per_user = 2\n",
+        &["alice", "bob", "carol"],
+    );
     let mut alice = s.online("alice", "phone").await;
     let mut carol = s.online("carol", "phone").await;
     for name in ["one", "two"] {

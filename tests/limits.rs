@@ -11,10 +11,10 @@ use serde_json::json;
 
 #[tokio::test]
 async fn a_user_over_the_message_rate_is_told_and_others_go_on() {
-    let s = Server::start_with("[limits]\nmessages_per_sec = 2.0\nmessages_burst = 3\n");
-    for u in ["alice", "bob"] {
-        s.add_user(u, "pw");
-    }
+    let s = Server::start_with_users(
+        "[limits]\nmessages_per_sec = 2.0\nmessages_burst = 3\n",
+        &["alice", "bob"],
+    );
     let mut alice = s.online("alice", "phone").await;
     let mut bob = s.online("bob", "phone").await;
     for i in 0..3 {

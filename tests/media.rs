@@ -465,10 +465,10 @@ async fn retention_deletes_old_media_and_its_messages_say_so() {
 #[tokio::test]
 async fn on_s3_members_download_with_presigned_urls_and_bad_uploads_are_never_sent() {
     let bucket = S3::start();
-    let s = Server::start_with(&bucket.config("url_ttl_secs = 3"));
-    for u in ["alice", "bob", "carol"] {
-        s.add_user(u, "pw");
-    }
+    let s = Server::start_with_users(
+        &bucket.config("url_ttl_secs = 3"),
+        &["alice", "bob", "carol"],
+    );
     let mut alice = s.online("alice", "phone").await;
     let mut bob = s.online("bob", "phone").await;
     let mut carol = s.online("carol", "phone").await;

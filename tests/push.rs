@@ -24,10 +24,7 @@ async fn setup(push_extra: &str) -> Setup {
     let apple = providers::apple(keys.path()).await;
     let cfg = providers::config(keys.path(), &google, &apple)
         .replace("[push]\n", &format!("[push]\n{push_extra}"));
-    let s = Server::start_with(&cfg);
-    for u in ["alice", "bob"] {
-        s.add_user(u, "pw");
-    }
+    let s = Server::start_with_users(&cfg, &["alice", "bob"]);
     Setup {
         s,
         google,

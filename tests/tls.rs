@@ -67,15 +67,15 @@ impl TlsServer {
         std::fs::write(dir.join("cert.pem"), cert).unwrap();
         std::fs::write(dir.join("key.pem"), key).unwrap();
         let (tls, wss) = (free_port(), free_port());
-        let s = Server::start_with(&format!(
-            "[mqtt.tls]\nlisten = \"127.0.0.1:{tls}\"\nwss = \"127.0.0.1:{wss}\"\n\
+        let s = Server::start_with_users(
+            &format!(
+                "[mqtt.tls]\nlisten = \"127.0.0.1:{tls}\"\nwss = \"127.0.0.1:{wss}\"\n\
              cert_file = {:?}\nkey_file = {:?}\n",
-            dir.join("cert.pem"),
-            dir.join("key.pem"),
-        ));
-        for u in ["alice", "bob"] {
-            s.add_user(u, "pw");
-        }
+                dir.join("cert.pem"),
+                dir.join("key.pem"),
+            ),
+            &["alice", "bob"],
+        );
         TlsServer {
             s,
             tls,

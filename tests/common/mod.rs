@@ -64,7 +64,13 @@ impl Server {
 
     /// Starts natter with these users, each with the password `pw`.
     pub fn with_users(users: &[&str]) -> Server {
-        let s = Self::start();
+        Self::start_with_users("", users)
+    }
+
+    /// Starts natter with `extra` TOML appended to the test config and these users, each with
+    /// the password `pw`.
+    pub fn start_with_users(extra: &str, users: &[&str]) -> Server {
+        let s = Self::start_with(extra);
         for u in users {
             s.add_user(u, "pw");
         }
