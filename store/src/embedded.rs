@@ -15,6 +15,7 @@ use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::user_cache::UserCache;
 use crate::{
     Appended, ChatSummary, GroupRecord, InboxItem, MediaRecord, MediaState, NewMessage, PushJob,
     PushPlatform, PushToken, ReadOutcome, ReceiptMark, ReceiptStatus, Result, StoreError,
@@ -159,6 +160,7 @@ struct Job {
 pub struct EmbeddedStore {
     db: Arc<Handle>,
     writer: mpsc::Sender<Job>,
+    users: Arc<UserCache>,
 }
 
 /// The open database, which can be closed and opened again.
@@ -267,7 +269,11 @@ impl EmbeddedStore {
             .name("natter-store-writer".into())
             .spawn(move || writer_loop(writer_db, rx, opts))
             .map_err(storage)?;
-        Ok(EmbeddedStore { db, writer: tx })
+        Ok(EmbeddedStore {
+            db,
+            writer: tx,
+            users: Arc::default(),
+        })
     }
 
     /// Hands an operation to the writer thread and waits for its commit.
@@ -299,18 +305,26 @@ impl EmbeddedStore {
     }
 
     /// Runs a small write (user admin) on a blocking thread. redb serialises it with the
-    /// message writer.
-    async fn write<T, F>(&self, f: F) -> Result<T>
+    /// message writer. With `changes` set, the user cache forgets that user once the write has
+    /// ended, on the blocking thread: a caller that stops waiting cannot leave it stale.
+    async fn write<T, F>(&self, changes: Option<&UserId>, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&redb::WriteTransaction) -> Result<T> + Send + 'static,
     {
         let db = self.db.clone();
+        let forget = changes.map(|u| (self.users.clone(), u.clone()));
         tokio::task::spawn_blocking(move || {
-            let txn = db.get()?.begin_write().map_err(storage)?;
-            let out = f(&txn)?;
-            txn.commit().map_err(storage)?;
-            Ok(out)
+            let out = db.get().and_then(|db| {
+                let txn = db.begin_write().map_err(storage)?;
+                let out = f(&txn)?;
+                txn.commit().map_err(storage)?;
+                Ok(out)
+            });
+            if let Some((cache, user)) = forget {
+                cache.forget(&user);
+            }
+            out
         })
         .await
         .map_err(storage)?
@@ -675,7 +689,8 @@ fn load_message(
 #[async_trait]
 impl crate::Store for EmbeddedStore {
     async fn create_user(&self, user: UserRecord) -> Result<bool> {
-        self.write(move |txn| {
+        let id = user.id.clone();
+        self.write(Some(&id), move |txn| {
             let mut t = txn.open_table(USERS).map_err(storage)?;
             if t.get(user.id.as_str()).map_err(storage)?.is_some() {
                 return Ok(false);
@@ -689,8 +704,9 @@ impl crate::Store for EmbeddedStore {
     }
 
     async fn set_password(&self, user: &UserId, password_hash: String) -> Result<bool> {
+        let changed = Some(user);
         let user = user.clone();
-        self.write(move |txn| {
+        self.write(changed, move |txn| {
             let mut t = txn.open_table(USERS).map_err(storage)?;
             let mut rec: UserRecord = match t.get(user.as_str()).map_err(storage)? {
                 Some(g) => from_json(g.value())?,
@@ -705,12 +721,19 @@ impl crate::Store for EmbeddedStore {
     }
 
     async fn user(&self, user: &UserId) -> Result<Option<UserRecord>> {
-        let user = user.clone();
-        self.read(move |txn| {
-            let t = txn.open_table(USERS).map_err(storage)?;
-            from_json_opt(t.get(user.as_str()).map_err(storage)?)
-        })
-        .await
+        let (cached, generation) = self.users.get(user);
+        if let Some(known) = cached {
+            return Ok(known);
+        }
+        let id = user.clone();
+        let found: Option<UserRecord> = self
+            .read(move |txn| {
+                let t = txn.open_table(USERS).map_err(storage)?;
+                from_json_opt(t.get(id.as_str()).map_err(storage)?)
+            })
+            .await?;
+        self.users.fill(generation, user.clone(), found.clone());
+        Ok(found)
     }
 
     async fn users(&self) -> Result<Vec<UserId>> {
@@ -727,8 +750,9 @@ impl crate::Store for EmbeddedStore {
     }
 
     async fn remove_user(&self, user: &UserId) -> Result<bool> {
+        let changed = Some(user);
         let user = user.clone();
-        self.write(move |txn| {
+        self.write(changed, move |txn| {
             let mut t = txn.open_table(USERS).map_err(storage)?;
             let removed = t.remove(user.as_str()).map_err(storage)?.is_some();
             // A removed user's devices get no more notifications.
@@ -888,7 +912,7 @@ impl crate::Store for EmbeddedStore {
     }
 
     async fn purge_dedup(&self, older_than_ms: u64) -> Result<usize> {
-        self.write(move |txn| {
+        self.write(None, move |txn| {
             let mut dedup = txn.open_table(DEDUP).map_err(storage)?;
             let mut old = Vec::new();
             for row in dedup.iter().map_err(storage)? {
@@ -952,7 +976,7 @@ impl crate::Store for EmbeddedStore {
     }
 
     async fn push_register(&self, token: PushToken) -> Result<()> {
-        self.write(move |txn| {
+        self.write(None, move |txn| {
             let mut tokens = txn.open_table(PUSH_TOKENS).map_err(storage)?;
             let mut owners = txn.open_table(PUSH_OWNERS).map_err(storage)?;
             let key = owner_key(&token);
@@ -980,7 +1004,7 @@ impl crate::Store for EmbeddedStore {
 
     async fn push_unregister(&self, user: &UserId, device: &DeviceId) -> Result<bool> {
         let (user, device) = (user.clone(), device.clone());
-        self.write(move |txn| {
+        self.write(None, move |txn| {
             let mut tokens = txn.open_table(PUSH_TOKENS).map_err(storage)?;
             let mut owners = txn.open_table(PUSH_OWNERS).map_err(storage)?;
             let old: Option<PushToken> = from_json_opt(
@@ -1012,7 +1036,7 @@ impl crate::Store for EmbeddedStore {
 
     async fn push_forget(&self, platform: PushPlatform, token: &str) -> Result<bool> {
         let token = token.to_owned();
-        self.write(move |txn| {
+        self.write(None, move |txn| {
             let mut tokens = txn.open_table(PUSH_TOKENS).map_err(storage)?;
             let mut owners = txn.open_table(PUSH_OWNERS).map_err(storage)?;
             let owner = owners
@@ -1034,7 +1058,7 @@ impl crate::Store for EmbeddedStore {
         if jobs.is_empty() {
             return Ok(());
         }
-        self.write(move |txn| {
+        self.write(None, move |txn| {
             let mut t = txn.open_table(PUSH_JOBS).map_err(storage)?;
             for mut job in jobs {
                 let waiting: Option<PushJob> =
@@ -1071,7 +1095,7 @@ impl crate::Store for EmbeddedStore {
 
     async fn push_settle(&self, job: &PushJob, retry: Option<(u32, u64)>) -> Result<()> {
         let job = job.clone();
-        self.write(move |txn| {
+        self.write(None, move |txn| {
             let mut t = txn.open_table(PUSH_JOBS).map_err(storage)?;
             let key = job_key(&job);
             let waiting: Option<PushJob> = from_json_opt(t.get(key).map_err(storage)?)?;
@@ -1095,7 +1119,7 @@ impl crate::Store for EmbeddedStore {
     }
 
     async fn media_create(&self, media: MediaRecord) -> Result<()> {
-        self.write(move |txn| {
+        self.write(None, move |txn| {
             let mut t = txn.open_table(MEDIA).map_err(storage)?;
             t.insert(media.id.as_str(), to_json(&media)?.as_slice())
                 .map_err(storage)?;
@@ -1123,7 +1147,7 @@ impl crate::Store for EmbeddedStore {
 
     async fn media_ready(&self, id: &MediaId) -> Result<bool> {
         let id = id.clone();
-        self.write(move |txn| {
+        self.write(None, move |txn| {
             let mut t = txn.open_table(MEDIA).map_err(storage)?;
             let found: Option<MediaRecord> = from_json_opt(t.get(id.as_str()).map_err(storage)?)?;
             let Some(mut rec) = found.filter(|r| r.state == MediaState::Pending) else {
@@ -1185,7 +1209,7 @@ impl crate::Store for EmbeddedStore {
 
     async fn media_expire(&self, id: &MediaId) -> Result<Option<MediaRecord>> {
         let id = id.clone();
-        self.write(move |txn| {
+        self.write(None, move |txn| {
             let mut t = txn.open_table(MEDIA).map_err(storage)?;
             let Some(rec) = from_json_opt::<MediaRecord>(t.remove(id.as_str()).map_err(storage)?)?
             else {

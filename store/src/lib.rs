@@ -9,6 +9,7 @@
 pub mod conformance;
 pub mod embedded;
 mod model;
+mod user_cache;
 
 pub use model::*;
 pub use natter_types::PushPlatform;
