@@ -6,6 +6,7 @@
 //! publish before the store has committed what that answer promises.
 
 pub mod auth;
+mod delivered;
 mod error;
 mod groups;
 mod limits;
@@ -48,6 +49,8 @@ pub struct Bridge {
     groups: groups::Groups,
     presence: Arc<dyn presence::PresenceBackend>,
     devices: receipts::Devices,
+    /// Device acks waiting to become delivered receipts.
+    delivered: delivered::Delivered,
     message_rate: limits::Rate<UserId>,
     request_rate: limits::Rate<UserId>,
     /// Publishes and acks being handled now; shutdown waits for them.
@@ -120,7 +123,9 @@ impl Bridge {
         pusher: Option<natter_push::Pusher>,
         media: Arc<natter_media::Media>,
     ) -> Bridge {
+        let delivered = delivered::Delivered::start(store.clone(), broker.clone());
         Bridge {
+            delivered,
             store,
             broker,
             tokens,
@@ -152,7 +157,7 @@ impl Bridge {
         self.closing.store(true, Ordering::SeqCst);
         let deadline = tokio::time::Instant::now() + limit;
         loop {
-            let n = self.busy.load(Ordering::SeqCst);
+            let n = self.busy.load(Ordering::SeqCst) + self.delivered.pending();
             if n == 0 || tokio::time::Instant::now() >= deadline {
                 return n;
             }

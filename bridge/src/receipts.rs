@@ -14,7 +14,7 @@ use serde_json::{json, Map, Value};
 
 use crate::limits::Bucket;
 use crate::wire::Receipted;
-use crate::{now_ms, wire, Bridge, ChatError};
+use crate::{delivered, now_ms, wire, Bridge, ChatError};
 
 /// Typing indicators a device may send in a burst, and per second after it.
 const TYPING_BURST: f64 = 5.0;
@@ -148,15 +148,7 @@ fn wants_receipts(m: &StoredMessage, by: &UserId) -> bool {
 impl Bridge {
     /// Publishes `by`'s `status` for `m` to the sender's `u/{from}/r`.
     async fn tell_sender(&self, m: Receipted<'_>, status: ReceiptStatus, by: &UserId) {
-        let word = if status == ReceiptStatus::Read {
-            "read"
-        } else {
-            "delivered"
-        };
-        let r = wire::receipt(m, word, Some(by), now_ms());
-        self.broker
-            .publish(&format!("u/{}/r", m.from), r, true, false)
-            .await;
+        delivered::tell_sender(&self.broker, m, status, by).await;
     }
 
     /// Tells the senders of `msgs` that `by` reached `status`, where that is news.
@@ -207,28 +199,16 @@ impl Bridge {
         if a.from == client.user || a.kind == "system" {
             return;
         }
-        let chat = a.chat.key(&client.user);
-        let mark = ReceiptMark {
-            chat: chat.clone(),
-            id: a.id,
-            user: client.user.clone(),
-            status: ReceiptStatus::Delivered,
-        };
-        match self.store.mark(vec![mark]).await {
-            Ok(fresh) if fresh.first() == Some(&true) => {
-                // The acknowledged copy says all a receipt needs: no store read per delivery.
-                let about = Receipted {
-                    chat: &chat,
-                    from: &a.from,
-                    id: a.id,
-                    cid: a.cid.as_deref(),
-                };
-                self.tell_sender(about, ReceiptStatus::Delivered, &client.user)
-                    .await;
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "delivered receipt not recorded"),
-        }
+        // Recorded with others within a few ms; the sender is told then (see `delivered`).
+        self.delivered
+            .ack(delivered::Ack {
+                chat: a.chat.key(&client.user),
+                id: a.id,
+                from: a.from,
+                cid: a.cid,
+                by: client.user.clone(),
+            })
+            .await;
     }
 
     /// `r/{chat}`: `{"upto": SEQ}` moves the read pointer; `{"ids": […]}` marks messages read.
