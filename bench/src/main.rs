@@ -36,6 +36,12 @@ struct Cli {
     /// Payload bytes.
     #[arg(long, default_value_t = 100, global = true)]
     size: usize,
+    /// Publishes per second per sender, paced (open loop); 0: as fast as the window allows.
+    #[arg(long, default_value_t = 0.0, global = true)]
+    rate: f64,
+    /// Seconds to send for; senders then stop early instead of at `--messages`.
+    #[arg(long, global = true)]
+    duration: Option<f64>,
     #[command(subcommand)]
     scenario: Scenario,
 }
@@ -90,7 +96,9 @@ enum Scenario {
         #[arg(long, default_value_t = 0)]
         hold: u64,
     },
-    /// natter's protocol: sender i messages receiver i; users are created through the admin API.
+    /// natter's protocol: sender i messages receiver i (or a random receiver each time), and
+    /// times PUBACK, delivery and its `delivered` receipt; users are created through the admin
+    /// API.
     Direct {
         /// natter's HTTP address.
         #[arg(long, default_value = "127.0.0.1:8080")]
@@ -98,6 +106,10 @@ enum Scenario {
         /// natter's admin token (default: read from ./data/admin.token).
         #[arg(long)]
         admin_token: Option<String>,
+        /// Each message goes to a receiver picked at random (so every sender has a chat with
+        /// every receiver) instead of sender i's own.
+        #[arg(long)]
+        random_peers: bool,
     },
 }
 
@@ -122,6 +134,8 @@ async fn connect(
     mut on_event: impl FnMut(Event) + Send + 'static,
 ) -> anyhow::Result<AsyncClient> {
     let (client, mut el) = AsyncClient::new(opts, 10_000);
+    // Packets are small and timed one by one: none may wait in Nagle's algorithm.
+    el.network_options.set_tcp_nodelay(true);
     loop {
         match tokio::time::timeout(Duration::from_secs(10), el.poll())
             .await
@@ -143,6 +157,8 @@ async fn connect(
 struct Stats {
     puback: Histogram<u64>,
     delivery: Histogram<u64>,
+    /// Send → the sender's `delivered` receipt (`direct` only).
+    receipt: Histogram<u64>,
     received: usize,
 }
 
@@ -156,6 +172,7 @@ fn ms(ns: u64) -> f64 {
 
 fn print_report(name: &str, total: usize, elapsed: Duration, stats: &Stats) {
     let rate = total as f64 / elapsed.as_secs_f64();
+    let q = |h: &Histogram<u64>, p: f64| ms(h.value_at_quantile(p));
     println!("scenario        {name}");
     println!(
         "messages        {total} acked, {} delivered",
@@ -163,7 +180,11 @@ fn print_report(name: &str, total: usize, elapsed: Duration, stats: &Stats) {
     );
     println!("elapsed         {:.2} s", elapsed.as_secs_f64());
     println!("throughput      {rate:.0} msg/s");
-    for (label, h) in [("PUBACK", &stats.puback), ("delivery", &stats.delivery)] {
+    for (label, h) in [
+        ("PUBACK", &stats.puback),
+        ("delivery", &stats.delivery),
+        ("receipt", &stats.receipt),
+    ] {
         if h.len() > 0 {
             println!(
                 "{label:<15} p50 {:.2} ms  p99 {:.2} ms  p999 {:.2} ms  max {:.2} ms",
@@ -177,8 +198,12 @@ fn print_report(name: &str, total: usize, elapsed: Duration, stats: &Stats) {
     let j = json!({
         "scenario": name, "messages": total, "delivered": stats.received,
         "elapsed_s": elapsed.as_secs_f64(), "msgs_per_s": rate,
-        "puback_p50_ms": ms(stats.puback.value_at_quantile(0.5)), "puback_p99_ms": ms(stats.puback.value_at_quantile(0.99)),
-        "delivery_p50_ms": ms(stats.delivery.value_at_quantile(0.5)), "delivery_p99_ms": ms(stats.delivery.value_at_quantile(0.99)),
+        "puback_p50_ms": q(&stats.puback, 0.5), "puback_p99_ms": q(&stats.puback, 0.99),
+        "puback_p999_ms": q(&stats.puback, 0.999),
+        "delivery_p50_ms": q(&stats.delivery, 0.5), "delivery_p99_ms": q(&stats.delivery, 0.99),
+        "delivery_p999_ms": q(&stats.delivery, 0.999),
+        "receipt_p50_ms": q(&stats.receipt, 0.5), "receipt_p99_ms": q(&stats.receipt, 0.99),
+        "receipts": stats.receipt.len(),
     });
     println!("json            {j}");
 }
@@ -191,13 +216,27 @@ fn sent_at(payload: &[u8]) -> Option<u64> {
     s[i..end].parse().ok()
 }
 
+/// Who connects, and what they publish.
 struct Plan {
     /// (client id, credentials, topic to subscribe) per receiver.
     receivers: Vec<(String, Option<(String, String)>, String)>,
-    /// (client id, credentials, topic to publish) per sender.
-    senders: Vec<(String, Option<(String, String)>, String)>,
+    /// Per sender: client id, credentials, the topics it publishes to (one picked at random
+    /// per publish), and a topic whose `delivered` receipts it times (`direct`).
+    senders: Vec<Sender>,
     /// Builds a payload around the timing marker.
     payload: fn(&str, usize, usize) -> String,
+}
+
+struct Sender {
+    id: String,
+    cred: Option<(String, String)>,
+    topics: Vec<String>,
+    receipts: Option<String>,
+}
+
+/// Whether a receipt says `delivered` (a `sent` one comes first and is not timed).
+fn is_delivered(payload: &[u8]) -> bool {
+    std::str::from_utf8(payload).is_ok_and(|s| s.contains("\"status\":\"delivered\""))
 }
 
 async fn run(cli: &Cli, name: &str, plan: Plan) -> anyhow::Result<()> {
@@ -205,10 +244,9 @@ async fn run(cli: &Cli, name: &str, plan: Plan) -> anyhow::Result<()> {
     let stats = Arc::new(Mutex::new(Stats {
         puback: hist(),
         delivery: hist(),
+        receipt: hist(),
         received: 0,
     }));
-    let expected = cli.senders * cli.messages;
-    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let mut keep = Vec::new();
     for (id, cred, topic) in &plan.receivers {
         let stats = stats.clone();
@@ -236,9 +274,11 @@ async fn run(cli: &Cli, name: &str, plan: Plan) -> anyhow::Result<()> {
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let t0 = Instant::now();
-    for (i, (id, cred, topic)) in plan.senders.iter().enumerate() {
-        let stats = stats.clone();
-        let done = done_tx.clone();
+    let deadline = cli.duration.map(|d| t0 + Duration::from_secs_f64(d));
+    // Each sender reports (published, acknowledged) when it is done.
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<(usize, usize)>();
+    for (i, sender) in plan.senders.iter().enumerate() {
+        let stats_in = stats.clone();
         // A closed loop: at most `window` publishes in flight, so a message's send time is when
         // it goes on the wire, not when it joined a client-side queue.
         let window = Arc::new(tokio::sync::Semaphore::new(cli.window as usize));
@@ -249,13 +289,14 @@ async fn run(cli: &Cli, name: &str, plan: Plan) -> anyhow::Result<()> {
         ));
         let times_in = times.clone();
         let mut sent: std::collections::HashMap<u16, u64> = Default::default();
-        let mut acked = 0;
-        let n = cli.messages;
+        let acked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let acked_in = acked.clone();
+        let receipts = sender.receipts.clone();
         let c = connect(
             options(
                 cli,
-                id,
-                cred.as_ref().map(|(u, p)| (u.as_str(), p.as_str())),
+                &sender.id,
+                sender.cred.as_ref().map(|(u, p)| (u.as_str(), p.as_str())),
             ),
             move |ev| match ev {
                 Event::Outgoing(Outgoing::Publish(pkid)) => {
@@ -266,25 +307,47 @@ async fn run(cli: &Cli, name: &str, plan: Plan) -> anyhow::Result<()> {
                 Event::Incoming(Packet::PubAck(a)) => {
                     if let Some(t) = sent.remove(&a.pkid) {
                         let lat = now_ns(start).saturating_sub(t).max(1_000);
-                        if let Ok(mut s) = stats.lock() {
+                        if let Ok(mut s) = stats_in.lock() {
                             let _ = s.puback.record(lat);
                         }
                     }
                     freed.add_permits(1);
-                    acked += 1;
-                    if acked == n {
-                        let _ = done.send(());
+                    acked_in.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+                Event::Incoming(Packet::Publish(p)) if is_delivered(&p.payload) => {
+                    if let Some(t) = sent_at(&p.payload) {
+                        let lat = now_ns(start).saturating_sub(t).max(1_000);
+                        if let Ok(mut s) = stats_in.lock() {
+                            let _ = s.receipt.record(lat);
+                        }
                     }
                 }
                 _ => {}
             },
         )
         .await?;
-        let topic = topic.clone();
+        if let Some(r) = receipts {
+            c.subscribe(r, QoS::AtLeastOnce).await?;
+        }
+        let topics = sender.topics.clone();
         let size = cli.size;
         let make = plan.payload;
+        let n = cli.messages;
+        let pace = (cli.rate > 0.0).then(|| Duration::from_secs_f64(1.0 / cli.rate));
+        let done = done_tx.clone();
         tokio::spawn(async move {
+            let mut published = 0;
+            // Senders start spread over one interval, so paced load is smooth.
+            let mut next = tokio::time::Instant::now()
+                + pace.map_or(Duration::ZERO, |p| p.mul_f64(i as f64 / 97.0 % 1.0));
             for k in 0..n {
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    break;
+                }
+                if let Some(p) = pace {
+                    tokio::time::sleep_until(next).await;
+                    next += p;
+                }
                 match window.acquire().await {
                     Ok(p) => p.forget(),
                     Err(_) => break,
@@ -293,37 +356,61 @@ async fn run(cli: &Cli, name: &str, plan: Plan) -> anyhow::Result<()> {
                 if let Ok(mut q) = times.lock() {
                     q.push_back(t);
                 }
+                let topic = &topics[rand::random::<usize>() % topics.len()];
                 let body = make(&format!("t={t};s={i};k={k};"), k, size);
-                if c.publish(&topic, QoS::AtLeastOnce, false, body)
+                if c.publish(topic, QoS::AtLeastOnce, false, body)
                     .await
                     .is_err()
                 {
                     break;
                 }
+                published += 1;
             }
+            // Wait for the last PUBACKs (bounded).
+            let until = Instant::now() + Duration::from_secs(60);
+            while acked.load(std::sync::atomic::Ordering::SeqCst) < published
+                && Instant::now() < until
+            {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            let _ = done.send((published, acked.load(std::sync::atomic::Ordering::SeqCst)));
+            // Keep the connection (and its receipts) until the run ends.
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            drop(c);
         });
     }
     drop(done_tx);
+    let (mut published, mut acked) = (0, 0);
     for _ in 0..plan.senders.len() {
-        if tokio::time::timeout(Duration::from_secs(300), done_rx.recv())
-            .await
-            .is_err()
-        {
-            bail!("senders did not finish in 300 s");
+        match tokio::time::timeout(Duration::from_secs(600), done_rx.recv()).await {
+            Ok(Some((p, a))) => {
+                published += p;
+                acked += a;
+            }
+            _ => bail!("senders did not finish in 600 s"),
         }
     }
     let elapsed = t0.elapsed();
-    // Let the last deliveries land.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while stats.lock().map(|s| s.received).unwrap_or(expected) < expected
-        && Instant::now() < deadline
-    {
+    if acked < published {
+        bail!("only {acked} of {published} publishes were acknowledged");
+    }
+    // Let the last deliveries and receipts land.
+    let expect_receipts = plan.senders.iter().any(|s| s.receipts.is_some());
+    let settle = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < settle {
+        let (got, receipts) = stats
+            .lock()
+            .map(|s| (s.received, s.receipt.len() as usize))
+            .unwrap_or((published, published));
+        if got >= published && (!expect_receipts || receipts >= published) {
+            break;
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let s = stats
         .lock()
         .map_err(|_| anyhow::anyhow!("stats lock poisoned"))?;
-    print_report(name, expected, elapsed, &s);
+    print_report(name, acked, elapsed, &s);
     Ok(())
 }
 
@@ -379,7 +466,12 @@ async fn main() -> anyhow::Result<()> {
                     .map(|i| (id("r", i), cred.clone(), format!("{prefix}/{i}")))
                     .collect(),
                 senders: (0..cli.senders)
-                    .map(|i| (id("s", i), cred.clone(), format!("{prefix}/{i}")))
+                    .map(|i| Sender {
+                        id: id("s", i),
+                        cred: cred.clone(),
+                        topics: vec![format!("{prefix}/{i}")],
+                        receipts: None,
+                    })
                     .collect(),
                 payload: |m, _, size| pad(m, size),
             };
@@ -413,6 +505,7 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Direct {
             http,
             admin_token: t,
+            random_peers,
         } => {
             let token = admin_token(t)?;
             let pw = "bench-pw".to_owned();
@@ -432,12 +525,17 @@ async fn main() -> anyhow::Result<()> {
                     })
                     .collect(),
                 senders: (0..cli.senders)
-                    .map(|i| {
-                        (
-                            format!("bench-s{i}:dev"),
-                            cred(format!("bench-s{i}")),
-                            format!("m/u/bench-r{i}"),
-                        )
+                    .map(|i| Sender {
+                        id: format!("bench-s{i}:dev"),
+                        cred: cred(format!("bench-s{i}")),
+                        topics: if *random_peers {
+                            (0..cli.senders)
+                                .map(|j| format!("m/u/bench-r{j}"))
+                                .collect()
+                        } else {
+                            vec![format!("m/u/bench-r{i}")]
+                        },
+                        receipts: Some(format!("u/bench-s{i}/r")),
                     })
                     .collect(),
                 payload: |m, k, size| {
@@ -720,11 +818,7 @@ async fn idle(
     Ok(())
 }
 
-/// A byte from 1 to 250, different from run to run (no rand dependency for one number).
+/// A byte from 1 to 250, different from run to run.
 fn rand_octet() -> u8 {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(7);
-    1 + (t % 250) as u8
+    1 + rand::random::<u8>() % 250
 }
