@@ -166,6 +166,11 @@ fn hist() -> Histogram<u64> {
     Histogram::new_with_bounds(1_000, 60_000_000_000, 3).expect("histogram bounds")
 }
 
+/// Records the time from `sent` (ns since `start`) to now; the histogram's floor is 1 µs.
+fn record_since(h: &mut Histogram<u64>, start: Instant, sent: u64) {
+    let _ = h.record(now_ns(start).saturating_sub(sent).max(1_000));
+}
+
 fn ms(ns: u64) -> f64 {
     ns as f64 / 1e6
 }
@@ -259,9 +264,8 @@ async fn run(cli: &Cli, name: &str, plan: Plan) -> anyhow::Result<()> {
             move |ev| {
                 if let Event::Incoming(Packet::Publish(p)) = ev {
                     if let Some(t) = sent_at(&p.payload) {
-                        let lat = now_ns(start).saturating_sub(t);
                         if let Ok(mut s) = stats.lock() {
-                            let _ = s.delivery.record(lat.max(1_000));
+                            record_since(&mut s.delivery, start, t);
                             s.received += 1;
                         }
                     }
@@ -306,9 +310,8 @@ async fn run(cli: &Cli, name: &str, plan: Plan) -> anyhow::Result<()> {
                 }
                 Event::Incoming(Packet::PubAck(a)) => {
                     if let Some(t) = sent.remove(&a.pkid) {
-                        let lat = now_ns(start).saturating_sub(t).max(1_000);
                         if let Ok(mut s) = stats_in.lock() {
-                            let _ = s.puback.record(lat);
+                            record_since(&mut s.puback, start, t);
                         }
                     }
                     freed.add_permits(1);
@@ -316,9 +319,8 @@ async fn run(cli: &Cli, name: &str, plan: Plan) -> anyhow::Result<()> {
                 }
                 Event::Incoming(Packet::Publish(p)) if is_delivered(&p.payload) => {
                     if let Some(t) = sent_at(&p.payload) {
-                        let lat = now_ns(start).saturating_sub(t).max(1_000);
                         if let Ok(mut s) = stats_in.lock() {
-                            let _ = s.receipt.record(lat);
+                            record_since(&mut s.receipt, start, t);
                         }
                     }
                 }

@@ -17,8 +17,8 @@ use natter_store::{ReceiptMark, ReceiptStatus, Store};
 use natter_types::{ChatKey, MsgId, UserId};
 use tokio::sync::mpsc;
 
-use crate::now_ms;
-use crate::wire::{self, Receipted};
+use crate::receipts::tell_sender;
+use crate::wire::Receipted;
 
 /// Most marks in one store write.
 const BATCH: usize = 4096;
@@ -44,24 +44,6 @@ pub(crate) struct Delivered {
     tx: mpsc::Sender<Ack>,
     /// Acks queued and not yet recorded (and told); shutdown waits for them.
     pending: Arc<AtomicUsize>,
-}
-
-/// Publishes `by`'s `status` for `m` to the sender's `u/{from}/r`.
-pub(crate) async fn tell_sender(
-    broker: &BrokerHandle,
-    m: Receipted<'_>,
-    status: ReceiptStatus,
-    by: &UserId,
-) {
-    let word = if status == ReceiptStatus::Read {
-        "read"
-    } else {
-        "delivered"
-    };
-    let r = wire::receipt(m, word, Some(by), now_ms());
-    broker
-        .publish(&format!("u/{}/r", m.from), r, true, false)
-        .await;
 }
 
 impl Delivered {

@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 
 use bytes::Bytes;
+use natter_broker::BrokerHandle;
 use natter_store::{ReceiptMark, ReceiptStatus, StoredMessage};
 use natter_types::{ChatAddr, ChatKey, Client, DeviceId, MsgId, UserId};
 use serde::Deserialize;
@@ -145,12 +146,25 @@ fn wants_receipts(m: &StoredMessage, by: &UserId) -> bool {
     m.from != *by && m.content.kind != "system"
 }
 
-impl Bridge {
-    /// Publishes `by`'s `status` for `m` to the sender's `u/{from}/r`.
-    async fn tell_sender(&self, m: Receipted<'_>, status: ReceiptStatus, by: &UserId) {
-        delivered::tell_sender(&self.broker, m, status, by).await;
-    }
+/// Publishes `by`'s `status` for `m` to the sender's `u/{from}/r`.
+pub(crate) async fn tell_sender(
+    broker: &BrokerHandle,
+    m: Receipted<'_>,
+    status: ReceiptStatus,
+    by: &UserId,
+) {
+    let word = if status == ReceiptStatus::Read {
+        "read"
+    } else {
+        "delivered"
+    };
+    let r = wire::receipt(m, word, Some(by), now_ms());
+    broker
+        .publish(&format!("u/{}/r", m.from), r, true, false)
+        .await;
+}
 
+impl Bridge {
     /// Tells the senders of `msgs` that `by` reached `status`, where that is news.
     async fn receipts(
         &self,
@@ -171,7 +185,7 @@ impl Bridge {
         let fresh = self.store.mark(marks).await?;
         for (m, new) in others.iter().zip(fresh) {
             if new {
-                self.tell_sender((*m).into(), status, by).await;
+                tell_sender(&self.broker, (*m).into(), status, by).await;
             }
         }
         Ok(())
@@ -199,7 +213,8 @@ impl Bridge {
         if a.from == client.user || a.kind == "system" {
             return;
         }
-        // Recorded with others within a few ms; the sender is told then (see `delivered`).
+        // Recorded together with the other acks waiting; the sender is told then (see
+        // `delivered`).
         self.delivered
             .ack(delivered::Ack {
                 chat: a.chat.key(&client.user),
@@ -231,8 +246,7 @@ impl Bridge {
                 .iter()
                 .filter(|m| wants_receipts(m, &client.user))
             {
-                self.tell_sender(m.into(), ReceiptStatus::Read, &client.user)
-                    .await;
+                tell_sender(&self.broker, m.into(), ReceiptStatus::Read, &client.user).await;
             }
             event["upto"] = json!(r.read_seq);
             event["unread"] = json!(r.unread);
