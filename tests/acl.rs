@@ -229,10 +229,12 @@ async fn acl_rules_open_integration_topics_with_retain_and_every_qos() {
 #[tokio::test]
 async fn the_anonymous_listener_has_its_own_rules_and_no_chat_access() {
     let anon_port = common::free_port();
-    let s = Server::start_with(&format!(
-        "[anonymous]\nlisten = \"127.0.0.1:{anon_port}\"\npublish = [\"public/#\"]\nsubscribe = [\"public/#\"]\n"
-    ));
-    s.add_user("alice", "pw");
+    let s = Server::start_with_users(
+        &format!(
+            "[anonymous]\nlisten = \"127.0.0.1:{anon_port}\"\npublish = [\"public/#\"]\nsubscribe = [\"public/#\"]\n"
+        ),
+        &["alice"],
+    );
     let o = rumqttc::v5::MqttOptions::new("any-device-7", "127.0.0.1", anon_port);
     let mut anon = connect_with(o).await.expect("anonymous CONNECT accepted");
     assert!(!refused(anon.subscribe("public/#").await));

@@ -8,10 +8,7 @@ use rumqttc::v5::mqttbytes::v5::PubAckReason;
 use serde_json::json;
 
 fn server() -> Server {
-    let s = Server::start_with("[limits]\nmax_message_bytes = 1024\n");
-    s.add_user("alice", "pw");
-    s.add_user("bob", "pw");
-    s
+    Server::start_with_users("[limits]\nmax_message_bytes = 1024\n", &["alice", "bob"])
 }
 
 #[tokio::test]

@@ -13,10 +13,10 @@ const TOTAL: usize = 1000;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_message_acked_before_kill_9_is_in_bobs_sync_exactly_once() {
     // A burst far over the default per-user rate: this test is about durability.
-    let mut s =
-        Server::start_with("[limits]\nmessages_per_sec = 100000.0\nmessages_burst = 100000\n");
-    s.add_user("alice", "pw");
-    s.add_user("bob", "pw");
+    let mut s = Server::start_with_users(
+        "[limits]\nmessages_per_sec = 100000.0\nmessages_burst = 100000\n",
+        &["alice", "bob"],
+    );
 
     let mut burst = Burst::start(s.mqtt, TOTAL);
     let mut acked: HashSet<usize> = HashSet::new();

@@ -127,9 +127,10 @@ async fn an_upload_to_a_full_disk_is_refused_and_leaves_nothing_behind() {
         return;
     };
     let mnt = &disk.mnt;
-    let s = Server::start_with(&format!("[media]\ndir = {:?}\n", mnt.display().to_string()));
-    s.add_user("alice", "pw");
-    s.add_user("bob", "pw");
+    let s = Server::start_with_users(
+        &format!("[media]\ndir = {:?}\n", mnt.display().to_string()),
+        &["alice", "bob"],
+    );
     let mut alice = connect(s.mqtt, "alice", "phone", "pw").await;
     alice.subscribe_all().await;
     let agent: ureq::Agent = ureq::Agent::config_builder()

@@ -58,8 +58,10 @@ async fn a_user_over_the_message_rate_is_told_and_others_go_on() {
 
 #[tokio::test]
 async fn requests_have_their_own_rate() {
-    let s = Server::start_with("[limits]\nrequests_per_sec = 1.0\nrequests_burst = 2\n");
-    s.add_user("alice", "pw");
+    let s = Server::start_with_users(
+        "[limits]\nrequests_per_sec = 1.0\nrequests_burst = 2\n",
+        &["alice"],
+    );
     let mut alice = s.online("alice", "phone").await;
     assert_eq!(alice.request("chats", json!({})).await["ok"], true);
     assert_eq!(alice.request("chats", json!({})).await["ok"], true);
@@ -76,8 +78,7 @@ async fn requests_have_their_own_rate() {
 
 #[tokio::test]
 async fn one_device_more_than_the_limit_is_refused_until_one_leaves() {
-    let s = Server::start_with("[limits]\nmax_connections_per_user = 2\n");
-    s.add_user("alice", "pw");
+    let s = Server::start_with_users("[limits]\nmax_connections_per_user = 2\n", &["alice"]);
     let phone = connect(s.mqtt, "alice", "phone", "pw").await;
     let _laptop = connect(s.mqtt, "alice", "laptop", "pw").await;
     let refused = common::connect_with(options(s.mqtt, "alice:tablet", "alice", "pw")).await;

@@ -189,9 +189,7 @@ async fn bob_downloads_the_photo_alice_sent_him_and_carol_cannot() {
 
 #[tokio::test]
 async fn tampered_and_expired_urls_are_refused() {
-    let s = Server::start_with("[media]\nurl_ttl_secs = 2\n");
-    s.add_user("alice", "pw");
-    s.add_user("bob", "pw");
+    let s = Server::start_with_users("[media]\nurl_ttl_secs = 2\n", &["alice", "bob"]);
     let mut alice = s.online("alice", "phone").await;
     let mut bob = s.online("bob", "phone").await;
     let photo = picture(1000);
@@ -251,9 +249,7 @@ async fn tampered_and_expired_urls_are_refused() {
 
 #[tokio::test]
 async fn oversized_and_mismatched_uploads_are_refused_and_keep_nothing() {
-    let s = Server::start_with("[media]\nmax_bytes = 100000\n");
-    s.add_user("alice", "pw");
-    s.add_user("bob", "pw");
+    let s = Server::start_with_users("[media]\nmax_bytes = 100000\n", &["alice", "bob"]);
     let mut alice = s.online("alice", "phone").await;
 
     let too_big = alice
@@ -333,8 +329,10 @@ async fn oversized_and_mismatched_uploads_are_refused_and_keep_nothing() {
 
 #[tokio::test]
 async fn a_mime_type_off_the_allowlist_is_refused() {
-    let s = Server::start_with("[media]\nmime_types = [\"image/*\", \"application/pdf\"]\n");
-    s.add_user("alice", "pw");
+    let s = Server::start_with_users(
+        "[media]\nmime_types = [\"image/*\", \"application/pdf\"]\n",
+        &["alice"],
+    );
     let mut alice = s.online("alice", "phone").await;
     for mime in ["application/x-msdownload", "text/html", "imagex/png"] {
         let a = alice
@@ -422,9 +420,10 @@ async fn only_current_members_of_a_group_download_its_media() {
 #[tokio::test]
 async fn retention_deletes_old_media_and_its_messages_say_so() {
     // Three seconds of retention, swept every second.
-    let s = Server::start_with("[media]\nretention_days = 0.0000347\nsweep_secs = 1\n");
-    s.add_user("alice", "pw");
-    s.add_user("bob", "pw");
+    let s = Server::start_with_users(
+        "[media]\nretention_days = 0.0000347\nsweep_secs = 1\n",
+        &["alice", "bob"],
+    );
     let mut alice = s.online("alice", "phone").await;
     let mut bob = s.online("bob", "phone").await;
     let id = upload(&mut alice, "image/png", &picture(4000)).await;

@@ -106,11 +106,10 @@ const TOTAL: usize = 3000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_a_burst_loses_no_acknowledged_message() {
-    let mut s = Server::start_with(
+    let mut s = Server::start_with_users(
         "shutdown_timeout_secs = 5\n[limits]\nmessages_per_sec = 100000.0\nmessages_burst = 100000\n",
+        &["alice", "bob"],
     );
-    s.add_user("alice", "pw");
-    s.add_user("bob", "pw");
 
     let mut burst = Burst::start(s.mqtt, TOTAL);
     let mut acked: HashSet<usize> = HashSet::new();
@@ -163,9 +162,7 @@ async fn sigterm_during_a_burst_loses_no_acknowledged_message() {
 
 #[tokio::test]
 async fn json_logs_have_one_line_per_connection_event_and_no_message_bodies() {
-    let s = Server::start_with("[log]\nformat = \"json\"\n");
-    s.add_user("alice", "pw");
-    s.add_user("bob", "pw");
+    let s = Server::start_with_users("[log]\nformat = \"json\"\n", &["alice", "bob"]);
     let mut alice = s.online("alice", "phone").await;
     alice
         .send("u/bob", json!({"body": "a very private sentence"}))

@@ -94,12 +94,13 @@ async fn presence_follows_devices_in_redis() {
 #[tokio::test]
 async fn messaging_survives_redis_going_away_and_presence_recovers() {
     let mut redis = Redis::start();
-    let s = Server::start_with(&format!(
-        "[presence]\nbackend = \"redis\"\nredis_url = \"{}\"\nttl_secs = 3\n",
-        redis.url()
-    ));
-    s.add_user("alice", "pw");
-    s.add_user("bob", "pw");
+    let s = Server::start_with_users(
+        &format!(
+            "[presence]\nbackend = \"redis\"\nredis_url = \"{}\"\nttl_secs = 3\n",
+            redis.url()
+        ),
+        &["alice", "bob"],
+    );
     let mut alice = connect(s.mqtt, "alice", "phone", "pw").await;
     alice.subscribe_all().await;
     let mut bob = connect(s.mqtt, "bob", "phone", "pw").await;
