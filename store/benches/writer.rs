@@ -5,7 +5,6 @@
 //! `cargo bench -p natter-store --bench writer`. Throughput is in sends per second. The store
 //! grows through the run, as a server's does.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -15,6 +14,8 @@ use natter_types::UserId;
 
 /// Pairs of users: sender `s{i}` writes to `r{i}`, as `natter-bench direct` pairs them.
 const PAIRS: usize = 100;
+/// About the size of `natter-bench`'s default 100-byte payloads.
+const BODY: &str = "a hundred bytes of text, give or take, as the benchmark's payloads are sized";
 
 fn send_and_mark(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -27,15 +28,14 @@ fn send_and_mark(c: &mut Criterion) {
         EmbeddedStore::open(&dir.path().join("natter.redb"), EmbeddedOptions::default())
             .expect("store"),
     );
-    let pairs: Arc<Vec<(UserId, UserId)>> = Arc::new(
-        (0..PAIRS)
-            .map(|i| {
-                let user = |p: &str| UserId::new(&format!("{p}{i}")).expect("user id");
-                (user("s"), user("r"))
-            })
-            .collect(),
-    );
-    let cid = Arc::new(AtomicU64::new(0));
+    let pairs: Vec<(UserId, UserId)> = (0..PAIRS)
+        .map(|i| {
+            let user = |p: &str| UserId::new(&format!("{p}{i}")).expect("user id");
+            (user("s"), user("r"))
+        })
+        .collect();
+    // Every send has a cid of its own, as a client's would.
+    let mut sent = 0u64;
     let mut group = c.benchmark_group("send_and_mark");
     for in_flight in [1usize, 10, 100] {
         group.throughput(Throughput::Elements(in_flight as u64));
@@ -46,11 +46,11 @@ fn send_and_mark(c: &mut Criterion) {
                 b.iter(|| {
                     rt.block_on(async {
                         let mut tasks = tokio::task::JoinSet::new();
-                        for (from, to) in pairs.iter().take(n).cloned() {
-                            let (store, cid) = (store.clone(), cid.clone());
+                        for (from, to) in pairs.iter().take(n) {
+                            sent += 1;
+                            let msg = conformance::text(from, to, Some(&sent.to_string()), BODY);
+                            let (store, to) = (store.clone(), to.clone());
                             tasks.spawn(async move {
-                                let c = cid.fetch_add(1, Ordering::Relaxed).to_string();
-                                let msg = conformance::text(&from, &to, Some(&c), "a hundred bytes of text, give or take, as the benchmark's payloads are sized");
                                 let sent = store.append(msg).await.expect("append");
                                 let mark = ReceiptMark {
                                     chat: sent.message.chat,
