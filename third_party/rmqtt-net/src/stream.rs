@@ -75,7 +75,12 @@ where
     /// Detects protocol version from initial handshake
     #[inline]
     async fn probe_version(&mut self) -> Result<ProtocolVersion> {
-        let Some(Ok((MqttPacket::Version(ver), _))) = self.io.next().await else {
+        // The first packet gets the handshake timeout too: without it, a socket that never
+        // sends CONNECT held its connection (and a file descriptor) for ever.
+        let first = tokio::time::timeout(self.cfg.handshake_timeout, self.io.next())
+            .await
+            .map_err(|_| anyhow!("no CONNECT within the handshake timeout"))?;
+        let Some(Ok((MqttPacket::Version(ver), _))) = first else {
             return Err(anyhow!(DecodeError::InvalidProtocol));
         };
 
