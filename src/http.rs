@@ -2,10 +2,11 @@
 //! `/readyz`, `/metrics` (Prometheus text) and `/v1/media/{id}` (signed upload and download
 //! URLs of the local media backend).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
@@ -16,6 +17,7 @@ use natter_bridge::media::TransferError;
 use natter_bridge::users::{self, UserError};
 use natter_bridge::Bridge;
 use natter_media::MediaError;
+use natter_types::UserId;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -89,7 +91,9 @@ fn user_error(e: UserError) -> Response {
         }
         UserError::Exists(_) => error(StatusCode::CONFLICT, "exists", e),
         UserError::NotFound(_) => error(StatusCode::NOT_FOUND, "not_found", e),
-        UserError::Store(_) => error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e),
+        UserError::Store(_) | UserError::Groups { .. } | UserError::Hash => {
+            error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e)
+        }
     }
 }
 
@@ -124,8 +128,23 @@ struct TokenRequest {
     password: String,
 }
 
-async fn token(State(s): State<AppState>, Json(req): Json<TokenRequest>) -> Response {
-    match users::check(&**s.bridge.store(), &req.user, &req.password).await {
+async fn token(
+    State(s): State<AppState>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    Json(req): Json<TokenRequest>,
+) -> Response {
+    let Ok(user) = UserId::new(&req.user) else {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "bad_credentials",
+            "wrong user or password",
+        );
+    };
+    let checked = s
+        .bridge
+        .check_credentials(&user, req.password.as_bytes(), Some(remote.ip()))
+        .await;
+    match checked {
         Ok(Some(user)) => {
             let (token, expires) = s.bridge.tokens().issue(&user);
             Json(json!({"token": token, "expires": expires})).into_response()
@@ -135,7 +154,7 @@ async fn token(State(s): State<AppState>, Json(req): Json<TokenRequest>) -> Resp
             "bad_credentials",
             "wrong user or password",
         ),
-        Err(e) => user_error(e),
+        Err(e) => user_error(e.into()),
     }
 }
 
@@ -163,9 +182,24 @@ async fn add_user(
     if !authorized(&s, &headers) {
         return unauthorized();
     }
-    match users::add(&**s.bridge.store(), &req.name, &req.password).await {
-        Ok(id) => (StatusCode::CREATED, Json(json!({"name": id}))).into_response(),
-        Err(e) => user_error(e),
+    let id = match users::add(&**s.bridge.store(), &req.name, &req.password).await {
+        Ok(id) => id,
+        Err(e) => return user_error(e),
+    };
+    // The new account's first token comes with it (as Synapse's admin registration does), so
+    // a bot or device can be provisioned in one call without its password being checked again.
+    match s.bridge.store().user(&id).await {
+        Ok(Some(rec)) => {
+            let (token, expires) = s.bridge.tokens().issue(&rec);
+            let body = json!({"name": id, "token": token, "expires": expires});
+            (StatusCode::CREATED, Json(body)).into_response()
+        }
+        Ok(None) => error(
+            StatusCode::CONFLICT,
+            "not_found",
+            "the user was removed meanwhile",
+        ),
+        Err(e) => user_error(e.into()),
     }
 }
 
@@ -183,7 +217,7 @@ async fn set_password(
     if !authorized(&s, &headers) {
         return unauthorized();
     }
-    match users::passwd(&**s.bridge.store(), &name, &req.password).await {
+    match s.bridge.set_password(&name, &req.password).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => user_error(e),
     }
@@ -197,7 +231,7 @@ async fn remove_user(
     if !authorized(&s, &headers) {
         return unauthorized();
     }
-    match users::remove(&**s.bridge.store(), &name).await {
+    match s.bridge.remove_user(&name).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => user_error(e),
     }

@@ -263,7 +263,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let app = crate::http::router(bridge.clone(), admin_token, metrics);
     let http_addr = http_listener.local_addr()?;
     let http_task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(http_listener, app).await {
+        if let Err(e) = axum::serve(
+            http_listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+        {
             tracing::error!(error = %e, "HTTP server stopped");
         }
     });

@@ -267,6 +267,18 @@ async fn tokens_from_a_trusted_issuer_are_accepted_and_others_are_not() {
     let expired = sign(
         json!({"sub": "alice", "iss": "https://id.example", "aud": "natter", "exp": now() - 3600}),
     );
+    let no_aud = sign(json!({"sub": "alice", "iss": "https://id.example", "exp": now() + 600}));
+    let not_yet = sign(
+        json!({"sub": "alice", "iss": "https://id.example", "aud": "natter", "exp": now() + 600, "nbf": now() + 300}),
+    );
+    // Expired 45 s ago: past the default leeway of 30 s.
+    let just_expired = sign(
+        json!({"sub": "alice", "iss": "https://id.example", "aud": "natter", "exp": now() - 45}),
+    );
+    // Issued an hour before alice's account existed: for a former account of that name.
+    let before_account = sign(
+        json!({"sub": "alice", "iss": "https://id.example", "aud": "natter", "exp": now() + 600, "iat": now() - 3600}),
+    );
     assert_eq!(
         connack_v5(s.mqtt, "alice:phone", "alice", &good).await,
         V5::Success
@@ -275,6 +287,10 @@ async fn tokens_from_a_trusted_issuer_are_accepted_and_others_are_not() {
         ("audience", &wrong_aud),
         ("issuer", &wrong_iss),
         ("expired", &expired),
+        ("no audience although one is configured", &no_aud),
+        ("not valid before a time to come", &not_yet),
+        ("expired beyond the leeway", &just_expired),
+        ("issued before the account existed", &before_account),
     ] {
         assert_eq!(
             connack_v5(s.mqtt, "alice:phone", "alice", t).await,

@@ -14,8 +14,9 @@ use argon2::Argon2;
 use base64::Engine;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use natter_config::{AuthConfig, IssuerAlgorithm};
-use natter_types::UserId;
+use natter_store::UserRecord;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 /// A credential setup that cannot be used: names the config key and the file.
 #[derive(Debug, thiserror::Error)]
@@ -32,7 +33,8 @@ pub enum AuthSetupError {
     },
 }
 
-/// Claims of natter's tokens; `sub` is the user.
+/// Claims of natter's tokens; `sub` is the user, `gen` the account's credential generation
+/// (see [`generation`]): a token outlives neither a password change nor its account.
 #[derive(Debug, Serialize, Deserialize)]
 struct Claims {
     sub: String,
@@ -40,6 +42,16 @@ struct Claims {
     #[serde(default)]
     iat: u64,
     exp: u64,
+    #[serde(default)]
+    gen: String,
+}
+
+/// The generation of an account's credentials: a digest of its password hash, which changes
+/// (a fresh salt) with every password change and every account, even one re-created under
+/// the same name. It reveals nothing of the password.
+fn generation(user: &UserRecord) -> String {
+    let d = Sha256::digest(user.password_hash.as_bytes());
+    d[..12].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 struct Issuer {
@@ -54,6 +66,7 @@ pub struct Tokens {
     encoding: EncodingKey,
     decoding: DecodingKey,
     ttl_secs: u64,
+    leeway_secs: u64,
     issuers: Vec<Issuer>,
 }
 
@@ -136,19 +149,21 @@ impl Tokens {
             encoding: EncodingKey::from_secret(&secret),
             decoding: DecodingKey::from_secret(&secret),
             ttl_secs: cfg.token_ttl_secs,
+            leeway_secs: cfg.leeway_secs,
             issuers,
         })
     }
 
-    /// A signed token for `user`, and when it expires (Unix seconds).
-    pub fn issue(&self, user: &UserId) -> (String, u64) {
+    /// A signed token for `user`'s account as it is now, and when it expires (Unix seconds).
+    pub fn issue(&self, user: &UserRecord) -> (String, u64) {
         let iat = now_secs();
         let exp = iat + self.ttl_secs;
         let claims = Claims {
-            sub: user.to_string(),
+            sub: user.id.to_string(),
             iss: NATTER_ISSUER.into(),
             iat,
             exp,
+            gen: generation(user),
         };
         // HS256 over serde_json claims cannot fail.
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
@@ -156,42 +171,56 @@ impl Tokens {
         (token, exp)
     }
 
-    /// Whether `token` is a valid, unexpired token for `user`, from natter or a trusted issuer.
-    pub fn verify(&self, token: &str, user: &UserId) -> bool {
+    /// The checks every token gets: signature, `iss`, `exp` and `nbf` with the configured
+    /// leeway.
+    fn validation(&self, alg: Algorithm, issuer: &str) -> Validation {
+        let mut v = Validation::new(alg);
+        v.set_issuer(&[issuer]);
+        v.set_required_spec_claims(&["exp", "sub", "iss"]);
+        v.validate_nbf = true;
+        v.leeway = self.leeway_secs;
+        v
+    }
+
+    /// Whether `token` is a valid, unexpired token for `user`'s account, from natter or a
+    /// trusted issuer. natter's tokens must carry the account's current credential generation;
+    /// a trusted issuer's token, if it says when it was issued (`iat`), must be younger than
+    /// the account.
+    pub fn verify(&self, token: &str, user: &UserRecord) -> bool {
         let Ok(header) = jsonwebtoken::decode_header(token) else {
             return false;
         };
         let iss = peek_issuer(token);
-        let sub = if header.alg == Algorithm::HS256 && iss.as_deref() == Some(NATTER_ISSUER) {
-            let mut v = Validation::new(Algorithm::HS256);
-            v.set_issuer(&[NATTER_ISSUER]);
-            v.set_required_spec_claims(&["exp", "sub", "iss"]);
-            jsonwebtoken::decode::<Claims>(token, &self.decoding, &v)
-                .ok()
-                .map(|d| d.claims.sub)
-        } else {
-            self.issuers
-                .iter()
-                .filter(|i| i.algorithm == header.alg && iss.as_deref() == Some(i.name.as_str()))
-                .find_map(|i| {
-                    let mut v = Validation::new(i.algorithm);
-                    v.set_issuer(&[&i.name]);
-                    v.set_required_spec_claims(&["exp", "sub", "iss"]);
-                    match &i.audience {
-                        Some(aud) => v.set_audience(&[aud]),
-                        None => v.validate_aud = false,
+        if header.alg == Algorithm::HS256 && iss.as_deref() == Some(NATTER_ISSUER) {
+            let v = self.validation(Algorithm::HS256, NATTER_ISSUER);
+            return jsonwebtoken::decode::<Claims>(token, &self.decoding, &v).is_ok_and(|d| {
+                d.claims.sub == user.id.as_str() && d.claims.gen == generation(user)
+            });
+        }
+        self.issuers
+            .iter()
+            .filter(|i| i.algorithm == header.alg && iss.as_deref() == Some(i.name.as_str()))
+            .any(|i| {
+                let mut v = self.validation(i.algorithm, &i.name);
+                match &i.audience {
+                    // A configured audience is required, not only checked when present.
+                    Some(aud) => {
+                        v.set_audience(&[aud]);
+                        v.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
                     }
-                    jsonwebtoken::decode::<serde_json::Value>(token, &i.key, &v)
-                        .ok()
-                        .and_then(|d| {
-                            d.claims
-                                .get("sub")
-                                .and_then(|s| s.as_str())
-                                .map(str::to_owned)
-                        })
-                })
-        };
-        sub.as_deref() == Some(user.as_str())
+                    None => v.validate_aud = false,
+                }
+                let Ok(d) = jsonwebtoken::decode::<serde_json::Value>(token, &i.key, &v) else {
+                    return false;
+                };
+                let sub_ok = d.claims.get("sub").and_then(|s| s.as_str()) == Some(user.id.as_str());
+                let iat_ok = d
+                    .claims
+                    .get("iat")
+                    .and_then(serde_json::Value::as_u64)
+                    .is_none_or(|iat| iat.saturating_mul(1000) + 999 >= user.created_ms);
+                sub_ok && iat_ok
+            })
     }
 }
 
@@ -214,15 +243,25 @@ pub fn looks_like_jwt(password: &[u8]) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_'))
 }
 
-/// An argon2id PHC string for `password`.
-pub fn hash_password(password: &str) -> String {
+/// An argon2id PHC string for `password`, or `None` if argon2 refused it (absurd lengths, which
+/// callers bound; never an empty hash that would lock the account).
+pub fn hash_password(password: &str) -> Option<String> {
     let salt = SaltString::generate(&mut OsRng);
-    // Hashing with default parameters and a fresh salt only fails on absurd input lengths,
-    // which the HTTP layer bounds.
     Argon2::default()
         .hash_password(password.as_bytes(), &salt)
         .map(|h| h.to_string())
-        .unwrap_or_default()
+        .ok()
+}
+
+/// A hash no password matches, checked for unknown users so that they cost what known ones do
+/// and names cannot be told apart by timing. Made once, with the same parameters as real ones.
+pub fn decoy_hash() -> &'static str {
+    static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DECOY.get_or_init(|| {
+        let random: [u8; 16] = rand::random();
+        let text: String = random.iter().map(|b| format!("{b:02x}")).collect();
+        hash_password(&text).unwrap_or_default()
+    })
 }
 
 /// Whether `password` matches the PHC string `hash`.
@@ -286,20 +325,21 @@ pub async fn verify_password_async(password: Vec<u8>, hash: String) -> bool {
         .unwrap_or(false)
 }
 
-/// [`hash_password`] on the hashing threads.
-pub async fn hash_password_async(password: String) -> String {
+/// [`hash_password`] on the hashing threads (`None` also if they are gone).
+pub async fn hash_password_async(password: String) -> Option<String> {
     on_hash_thread(move || hash_password(&password))
         .await
-        .unwrap_or_default()
+        .flatten()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use natter_types::UserId;
 
     #[test]
     fn a_password_verifies_only_itself() {
-        let h = hash_password("correct horse");
+        let h = hash_password("correct horse").unwrap();
         assert!(h.starts_with("$argon2id$"));
         assert!(verify_password(b"correct horse", &h));
         assert!(!verify_password(b"wrong", &h));
@@ -311,11 +351,18 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("natter-auth-{}", rand::random::<u64>()));
         std::fs::create_dir_all(&dir).unwrap();
         let t = Tokens::load(&AuthConfig::default(), &dir).unwrap();
-        let alice = UserId::new("alice").unwrap();
+        let account = |name: &str, pw: &str| UserRecord {
+            id: UserId::new(name).unwrap(),
+            password_hash: hash_password(pw).unwrap(),
+            created_ms: 0,
+        };
+        let alice = account("alice", "a");
         let (tok, _) = t.issue(&alice);
         assert!(looks_like_jwt(tok.as_bytes()));
         assert!(t.verify(&tok, &alice));
-        assert!(!t.verify(&tok, &UserId::new("bob").unwrap()));
+        assert!(!t.verify(&tok, &account("bob", "a")));
+        // A new password (or a re-created alice) is a new generation: the old token is dead.
+        assert!(!t.verify(&tok, &account("alice", "a")));
         // The key persists: a second load accepts the first load's tokens.
         let t2 = Tokens::load(&AuthConfig::default(), &dir).unwrap();
         assert!(t2.verify(&tok, &alice));

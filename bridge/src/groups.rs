@@ -7,10 +7,11 @@
 //! that every change replaces. Both assume one natter node; with several, the owner of a group
 //! (as for a user's seq) would apply its changes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use natter_store::{Appended, Content, GroupRecord, Member, NewMessage};
+use natter_config::GroupAdds;
+use natter_store::{Appended, Content, GroupRecord, Member, NewMessage, Store};
 use natter_types::{ChatAddr, ChatKey, Client, GroupId, UserId};
 use serde_json::{json, Map, Value};
 
@@ -19,6 +20,9 @@ use crate::{now_ms, Bridge, ChatError};
 
 /// Longest group name, in characters.
 pub const MAX_NAME_CHARS: usize = 100;
+/// The newest messages of a one-to-one chat looked at to tell whether a user has written to
+/// whoever adds her to a group (`limits.group_adds = "contacts"`).
+const CONTACT_SCAN: usize = 200;
 
 /// In-memory view of groups, for the send path.
 #[derive(Default)]
@@ -58,6 +62,76 @@ fn members_param(params: &Map<String, Value>, required: bool) -> Result<Vec<User
     Ok(out)
 }
 
+/// A group change as committed: the record after it, the system message, the event.
+pub(crate) struct Change {
+    /// The group after the change.
+    pub group: GroupRecord,
+    /// The system message and every reader's seq.
+    pub appended: Appended,
+    /// `{"action", "by", "members"}`.
+    pub event: Value,
+}
+
+/// Commits `g` with a system message from `actor`, in one store append.
+///
+/// The readers are everyone in the group before or after the change, so a member who is
+/// removed or leaves reads the message that says so, and nothing after it.
+pub(crate) async fn commit_change(
+    store: &dyn Store,
+    actor: &Client,
+    before: Option<&GroupRecord>,
+    g: GroupRecord,
+    action: &str,
+    members: &[UserId],
+    body: String,
+) -> Result<Change, ChatError> {
+    let mut readers: Vec<UserId> = g.members.iter().map(|m| m.user.clone()).collect();
+    for m in before.map(|b| b.members.as_slice()).unwrap_or_default() {
+        if g.member(&m.user).is_none() {
+            readers.push(m.user.clone());
+        }
+    }
+    let event = json!({"action": action, "by": actor.user, "members": members});
+    let appended = store
+        .append(NewMessage {
+            chat: ChatAddr::Group(g.id.clone()).key(&actor.user),
+            from: actor.user.clone(),
+            dev: actor.device.clone(),
+            cid: None,
+            readers,
+            content: Content {
+                kind: "system".into(),
+                body,
+                media: None,
+                reply_to: None,
+                ttl: None,
+                event: Some(event.clone()),
+            },
+            group_update: Some(g.clone()),
+            media: None,
+        })
+        .await?;
+    Ok(Change {
+        group: g,
+        appended,
+        event,
+    })
+}
+
+/// `g` without `user` ([`GroupRecord::without`]), and `body` telling who became admin if
+/// someone did.
+pub(crate) fn without(g: &GroupRecord, user: &UserId, mut body: String) -> (GroupRecord, String) {
+    let next = g.without(user);
+    if let Some(heir) = next
+        .members
+        .iter()
+        .find(|m| m.admin && !g.member(&m.user).is_some_and(|was| was.admin))
+    {
+        body.push_str(&format!("; {} is now an admin", heir.user));
+    }
+    (next, body)
+}
+
 /// The `group` object of answers and events.
 pub(crate) fn describe(g: &GroupRecord) -> Value {
     json!({
@@ -68,6 +142,7 @@ pub(crate) fn describe(g: &GroupRecord) -> Value {
         "created": g.created_ms,
         "members": g.members.iter().map(|m| m.user.as_str()).collect::<Vec<_>>(),
         "admins": g.members.iter().filter(|m| m.admin).map(|m| m.user.as_str()).collect::<Vec<_>>(),
+        "invited": g.invited.iter().map(|m| m.user.as_str()).collect::<Vec<_>>(),
     })
 }
 
@@ -126,6 +201,89 @@ impl Bridge {
         Ok(())
     }
 
+    /// Every user exists (an invitation takes no group allowance of theirs).
+    async fn check_exist(&self, users: &[UserId]) -> Result<(), ChatError> {
+        for u in users {
+            if self.store.user(u).await?.is_none() {
+                return Err(ChatError::UnknownUser(u.to_string()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `user` lets `adder` add her to a group without asking: always with
+    /// `limits.group_adds = "anyone"`; with `"contacts"`, if she has written to `adder` in their
+    /// one-to-one chat (among its newest messages).
+    async fn consents(&self, adder: &UserId, user: &UserId) -> Result<bool, ChatError> {
+        match self.config.limits.group_adds {
+            GroupAdds::Anyone => Ok(true),
+            GroupAdds::Contacts => {
+                let chat = ChatKey::direct(adder, user);
+                let (recent, _) = self.store.history(&chat, None, CONTACT_SCAN).await?;
+                Ok(recent
+                    .iter()
+                    .any(|m| m.from == *user && m.content.kind != "system"))
+            }
+        }
+    }
+
+    /// `users` split into who may be added at once and who is invited instead.
+    async fn by_consent(
+        &self,
+        adder: &UserId,
+        users: Vec<UserId>,
+    ) -> Result<(Vec<UserId>, Vec<UserId>), ChatError> {
+        let (mut now, mut ask) = (Vec::new(), Vec::new());
+        for u in users {
+            if self.consents(adder, &u).await? {
+                now.push(u);
+            } else {
+                ask.push(u);
+            }
+        }
+        Ok((now, ask))
+    }
+
+    /// Tells each of `invited` in their one-to-one chat with `by` that they were invited to
+    /// `g`: a system message, stored (so an offline user finds it with `sync`) and delivered.
+    async fn send_invitations(
+        &self,
+        by: &Client,
+        g: &GroupRecord,
+        invited: &[UserId],
+    ) -> Result<(), ChatError> {
+        for u in invited {
+            let event = json!({
+                "action": "invited",
+                "by": by.user,
+                "members": [u],
+                "group": {"id": g.id, "chat": format!("g/{}", g.id), "name": g.name},
+            });
+            let appended = self
+                .store
+                .append(NewMessage {
+                    chat: ChatKey::direct(&by.user, u),
+                    from: by.user.clone(),
+                    dev: by.device.clone(),
+                    cid: None,
+                    readers: vec![u.clone(), by.user.clone()],
+                    content: Content {
+                        kind: "system".into(),
+                        body: format!("{} invited {u} to \"{}\"", by.user, g.name),
+                        media: None,
+                        reply_to: None,
+                        ttl: None,
+                        event: Some(event),
+                    },
+                    group_update: None,
+                    media: None,
+                })
+                .await?;
+            self.deliver(&appended).await;
+        }
+        Ok(())
+    }
+
     fn check_size(&self, n: usize) -> Result<(), ChatError> {
         let max = self.config.limits.max_group_members;
         if n > max {
@@ -152,11 +310,8 @@ impl Bridge {
         Ok(g)
     }
 
-    /// Commits `g` with a system message from `actor`, read by `readers`, then tells them.
-    ///
-    /// The readers are everyone in the group before or after the change, so a member who is
-    /// removed or leaves reads the message that says so, and nothing after it. Returns the
-    /// group's new description.
+    /// Commits `g` with a system message from `actor`, then tells the readers (see
+    /// [`commit_change`]). Returns the group's new description.
     async fn announce(
         &self,
         actor: &Client,
@@ -166,51 +321,31 @@ impl Bridge {
         members: &[UserId],
         body: String,
     ) -> Result<Value, ChatError> {
-        let mut readers: Vec<UserId> = g.members.iter().map(|m| m.user.clone()).collect();
-        for m in before.map(|b| b.members.as_slice()).unwrap_or_default() {
-            if g.member(&m.user).is_none() {
-                readers.push(m.user.clone());
-            }
-        }
-        let desc = describe(&g);
-        let event = json!({"action": action, "by": actor.user, "members": members});
-        let appended = self
-            .store
-            .append(NewMessage {
-                chat: ChatAddr::Group(g.id.clone()).key(&actor.user),
-                from: actor.user.clone(),
-                dev: actor.device.clone(),
-                cid: None,
-                readers,
-                content: Content {
-                    kind: "system".into(),
-                    body,
-                    media: None,
-                    reply_to: None,
-                    ttl: None,
-                    event: Some(event.clone()),
-                },
-                group_update: Some(g.clone()),
-                media: None,
-            })
-            .await?;
-        let g = Arc::new(g);
+        let change = commit_change(&*self.store, actor, before, g, action, members, body).await?;
+        Ok(self.tell_change(&change).await)
+    }
+
+    /// After a committed change: the cache holds the new record, every reader gets the system
+    /// message and the `group` event. Returns the group's description.
+    pub(crate) async fn tell_change(&self, change: &Change) -> Value {
+        let g = Arc::new(change.group.clone());
         self.groups
             .cache
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(g.id.clone(), g.clone());
-        self.deliver(&appended).await;
-        let mut ev = event;
+        self.deliver(&change.appended).await;
+        let desc = describe(&g);
+        let mut ev = change.event.clone();
         ev["type"] = json!("group");
-        ev["group"] = describe(&g);
+        ev["group"] = desc.clone();
         let ev = bytes::Bytes::from(ev.to_string());
-        for (reader, _) in &appended.seqs {
+        for (reader, _) in &change.appended.seqs {
             self.broker
                 .publish(&format!("u/{reader}/e"), ev.clone(), true, false)
                 .await;
         }
-        Ok(desc)
+        desc
     }
 
     /// Announces that `actor` `action` (`added`, `removed`) `who`, and answers with the group.
@@ -259,26 +394,27 @@ impl Bridge {
         let mut others = members_param(p, false)?;
         others.retain(|u| *u != c.user);
         self.check_size(others.len() + 1)?;
+        self.check_exist(&others).await?;
+        let (others, invited) = self.by_consent(&c.user, others).await?;
         self.check_may_join(&others).await?;
         self.check_may_join(std::slice::from_ref(&c.user)).await?;
         let now = now_ms();
-        let mut members = vec![Member {
-            user: c.user.clone(),
-            admin: true,
-            joined_ms: now,
-        }];
-        members.extend(others.iter().map(|u| Member {
+        let member = |u: &UserId, admin| Member {
             user: u.clone(),
-            admin: false,
+            admin,
             joined_ms: now,
-        }));
+        };
+        let mut members = vec![member(&c.user, true)];
+        members.extend(others.iter().map(|u| member(u, false)));
         let g = GroupRecord {
             id: GroupId::generate(),
             name: name.to_owned(),
             created_by: c.user.clone(),
             created_ms: now,
             members,
+            invited: invited.iter().map(|u| member(u, false)).collect(),
         };
+        let record = g.clone();
         let _guard = self.groups.changes.lock().await;
         let desc = self
             .announce(
@@ -290,6 +426,7 @@ impl Bridge {
                 format!("{} created the group \"{name}\"", c.user),
             )
             .await?;
+        self.send_invitations(c, &record, &invited).await?;
         Ok(obj(json!({ "group": desc })))
     }
 
@@ -304,21 +441,33 @@ impl Bridge {
         let g = self.as_admin(&id, &c.user, "add").await?;
         let new: Vec<UserId> = wanted
             .into_iter()
-            .filter(|u| g.member(u).is_none())
+            .filter(|u| g.member(u).is_none() && g.invitation(u).is_none())
             .collect();
         if new.is_empty() {
             return Ok(obj(json!({ "group": describe(&g) })));
         }
-        self.check_size(g.members.len() + new.len())?;
-        self.check_may_join(&new).await?;
+        self.check_size(g.members.len() + g.invited.len() + new.len())?;
+        self.check_exist(&new).await?;
+        let (added, invited) = self.by_consent(&c.user, new).await?;
+        self.check_may_join(&added).await?;
         let mut next = (*g).clone();
         let now = now_ms();
-        next.members.extend(new.iter().map(|u| Member {
+        let member = |u: &UserId| Member {
             user: u.clone(),
             admin: false,
             joined_ms: now,
-        }));
-        self.members_changed(c, &g, next, "added", &new).await
+        };
+        next.members.extend(added.iter().map(member));
+        next.invited.extend(invited.iter().map(member));
+        let record = next.clone();
+        let answer = if added.is_empty() {
+            self.members_changed(c, &g, next, "invited", &invited)
+                .await?
+        } else {
+            self.members_changed(c, &g, next, "added", &added).await?
+        };
+        self.send_invitations(c, &record, &invited).await?;
+        Ok(answer)
     }
 
     pub(crate) async fn group_remove(
@@ -355,15 +504,7 @@ impl Bridge {
         let id = group_param(p)?;
         let _guard = self.groups.changes.lock().await;
         let g = self.group_of_member(&id, &c.user).await?;
-        let mut next = (*g).clone();
-        next.members.retain(|m| m.user != c.user);
-        let mut body = format!("{} left", c.user);
-        // A group is never left without an admin while it has members: the oldest member takes
-        // over (members are kept oldest first).
-        if !next.members.is_empty() && !next.members.iter().any(|m| m.admin) {
-            next.members[0].admin = true;
-            body.push_str(&format!("; {} is now an admin", next.members[0].user));
-        }
+        let (next, body) = without(&g, &c.user, format!("{} left", c.user));
         self.announce(
             c,
             Some(&g),
@@ -376,6 +517,61 @@ impl Bridge {
         Ok(Map::new())
     }
 
+    /// `group.join`: an invited user becomes a member.
+    pub(crate) async fn group_join(
+        &self,
+        c: &Client,
+        p: &Map<String, Value>,
+    ) -> Result<Map<String, Value>, ChatError> {
+        let id = group_param(p)?;
+        let _guard = self.groups.changes.lock().await;
+        let g = self.invited_to(&id, &c.user).await?;
+        self.check_size(g.members.len() + 1)?;
+        self.check_may_join(std::slice::from_ref(&c.user)).await?;
+        let mut next = (*g).clone();
+        next.invited.retain(|m| m.user != c.user);
+        next.members.push(Member {
+            user: c.user.clone(),
+            admin: false,
+            joined_ms: now_ms(),
+        });
+        let who = std::slice::from_ref(&c.user);
+        let body = format!("{} joined", c.user);
+        let desc = self
+            .announce(c, Some(&g), next, "joined", who, body)
+            .await?;
+        Ok(obj(json!({ "group": desc })))
+    }
+
+    /// `group.decline`: an invited user says no; the invitation is gone.
+    pub(crate) async fn group_decline(
+        &self,
+        c: &Client,
+        p: &Map<String, Value>,
+    ) -> Result<Map<String, Value>, ChatError> {
+        let id = group_param(p)?;
+        let _guard = self.groups.changes.lock().await;
+        let g = self.invited_to(&id, &c.user).await?;
+        let next = g.without(&c.user);
+        let body = format!("{} declined the invitation", c.user);
+        let who = std::slice::from_ref(&c.user);
+        self.announce(c, Some(&g), next, "declined", who, body)
+            .await?;
+        Ok(Map::new())
+    }
+
+    /// The group, if `user` has an invitation to it made since her account exists; the same
+    /// error as for non-members otherwise, so group ids cannot be probed.
+    async fn invited_to(&self, id: &GroupId, user: &UserId) -> Result<Arc<GroupRecord>, ChatError> {
+        let since = self.account_since(user).await?;
+        match self.group(id).await? {
+            Some(g) if g.invitation(user).is_some_and(|i| i.joined_ms >= since) => Ok(g),
+            _ => Err(ChatError::NotAuthorized(format!(
+                "you have no invitation to group {id}"
+            ))),
+        }
+    }
+
     pub(crate) async fn group_info(
         &self,
         c: &Client,
@@ -386,14 +582,27 @@ impl Bridge {
         Ok(obj(json!({ "group": describe(&g) })))
     }
 
-    /// Whether `a` and `b` are in a group together.
-    pub(crate) async fn share_a_group(&self, a: &UserId, b: &UserId) -> Result<bool, ChatError> {
-        let mine = self.store.groups_of(a).await?;
+    /// The groups `user` is in, as a set to look others' groups up in.
+    pub(crate) async fn groups_set(&self, user: &UserId) -> Result<HashSet<GroupId>, ChatError> {
+        Ok(self.store.groups_of(user).await?.into_iter().collect())
+    }
+
+    /// Whether `b` is in one of the groups `mine`: one set lookup per group of `b`'s, so the
+    /// work is linear in the groups, never their product.
+    pub(crate) async fn in_one_of(
+        &self,
+        mine: &HashSet<GroupId>,
+        b: &UserId,
+    ) -> Result<bool, ChatError> {
         if mine.is_empty() {
             return Ok(false);
         }
-        let theirs = self.store.groups_of(b).await?;
-        Ok(mine.iter().any(|g| theirs.contains(g)))
+        Ok(self
+            .store
+            .groups_of(b)
+            .await?
+            .iter()
+            .any(|g| mine.contains(g)))
     }
 
     /// The store key of `chat` for `me` and who is in it, if `me` may use it: a one-to-one

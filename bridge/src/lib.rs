@@ -10,6 +10,7 @@ mod delivered;
 mod error;
 mod groups;
 mod limits;
+mod logins;
 pub mod media;
 pub mod presence;
 mod push;
@@ -19,6 +20,7 @@ mod send;
 pub mod users;
 mod wire;
 
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,6 +55,8 @@ pub struct Bridge {
     delivered: delivered::Delivered,
     message_rate: limits::Rate<UserId>,
     request_rate: limits::Rate<UserId>,
+    /// Failed-login allowances.
+    logins: logins::Logins,
     /// Publishes and acks being handled now; shutdown waits for them.
     busy: AtomicUsize,
     /// Set at shutdown: new publishes are refused, so what is in flight can finish.
@@ -140,6 +144,7 @@ impl Bridge {
                 config.limits.requests_per_sec,
                 config.limits.requests_burst,
             ),
+            logins: logins::Logins::new(&config.auth),
             busy: AtomicUsize::new(0),
             closing: AtomicBool::new(false),
             push: pusher.map(push::Push::new),
@@ -198,6 +203,52 @@ impl Bridge {
         &self.tokens
     }
 
+    /// Checks `user`'s password or token, as a CONNECT or `POST /v1/token` presents it, from
+    /// `remote`: the account if it is right, `None` if not (or if the attempt is throttled).
+    ///
+    /// Tokens are always checked (cheap). A password is refused unchecked while its address or
+    /// its account is over the failed-login allowance ([`logins`]); otherwise it costs one
+    /// argon2 verification whether or not the user exists, so names cannot be told apart.
+    pub async fn check_credentials(
+        &self,
+        user: &UserId,
+        password: &[u8],
+        remote: Option<IpAddr>,
+    ) -> Result<Option<natter_store::UserRecord>, natter_store::StoreError> {
+        let record = self.store.user(user).await?;
+        if auth::looks_like_jwt(password) {
+            let ok = std::str::from_utf8(password)
+                .ok()
+                .zip(record.as_ref())
+                .is_some_and(|(t, r)| self.tokens.verify(t, r));
+            if !ok {
+                self.logins.failed(remote, None);
+            }
+            return Ok(record.filter(|_| ok));
+        }
+        if password.len() > users::MAX_PASSWORD_BYTES {
+            self.logins.failed(remote, Some(user));
+            return Ok(None);
+        }
+        if let Err(why) = self.logins.check(remote, user) {
+            tracing::info!(%user, remote = ?remote, ?why, "password attempt throttled");
+            metrics::counter!("natter_logins_throttled_total").increment(1);
+            return Ok(None);
+        }
+        let hash = record.as_ref().map_or_else(
+            || auth::decoy_hash().to_owned(),
+            |r| r.password_hash.clone(),
+        );
+        let ok = auth::verify_password_async(password.to_vec(), hash).await && record.is_some();
+        if ok {
+            self.logins.succeeded(remote, user);
+            Ok(record)
+        } else {
+            self.logins.failed(remote, Some(user));
+            Ok(None)
+        }
+    }
+
     /// Publishes `payload` to one device's `d/{user}/{device}` topic.
     async fn to_device(&self, client: &Client, payload: Bytes) {
         self.broker
@@ -252,6 +303,12 @@ impl Bridge {
         }
     }
 
+    /// When `user`'s account was created (Unix ms): they see nothing older, so someone created
+    /// under a removed user's name inherits none of it. 0 for no account.
+    async fn account_since(&self, user: &UserId) -> Result<u64, ChatError> {
+        Ok(self.store.user(user).await?.map_or(0, |u| u.created_ms))
+    }
+
     /// Whether the asking user may read chat `chat` (as they address it).
     async fn may_read(&self, me: &UserId, chat: &ChatAddr) -> Result<bool, ChatError> {
         match chat {
@@ -271,6 +328,7 @@ impl Gate for Bridge {
         client_id: &str,
         username: Option<&str>,
         password: Option<&[u8]>,
+        remote: Option<IpAddr>,
     ) -> AuthVerdict {
         let Some(client) = Client::parse(client_id) else {
             return AuthVerdict::NotAuthorized;
@@ -278,37 +336,19 @@ impl Gate for Bridge {
         if username != Some(client.user.as_str()) {
             return AuthVerdict::NotAuthorized;
         }
-        if !self
-            .devices
-            .room_for(&client, self.config.limits.max_connections_per_user)
-        {
-            tracing::info!(
-                client = client_id,
-                "CONNECT refused: too many devices connected"
-            );
-            return AuthVerdict::NotAuthorized;
-        }
         let Some(password) = password else {
             return AuthVerdict::BadCredentials;
         };
-        let user = match self.store.user(&client.user).await {
-            Ok(Some(u)) => u,
-            Ok(None) => return AuthVerdict::BadCredentials,
+        match self.check_credentials(&client.user, password, remote).await {
+            Ok(Some(_)) => AuthVerdict::Accept,
+            Ok(None) => {
+                tracing::info!(client = client_id, remote = ?remote, "CONNECT refused: bad credentials");
+                AuthVerdict::BadCredentials
+            }
             Err(e) => {
                 tracing::error!(error = %e, "cannot read users; refusing CONNECT");
-                return AuthVerdict::BadCredentials;
+                AuthVerdict::BadCredentials
             }
-        };
-        let ok = if auth::looks_like_jwt(password) {
-            std::str::from_utf8(password).is_ok_and(|t| self.tokens.verify(t, &client.user))
-        } else {
-            auth::verify_password_async(password.to_vec(), user.password_hash).await
-        };
-        if ok {
-            AuthVerdict::Accept
-        } else {
-            tracing::info!(client = client_id, "CONNECT refused: bad credentials");
-            AuthVerdict::BadCredentials
         }
     }
 
@@ -358,5 +398,21 @@ impl Gate for Bridge {
 
     async fn disconnected(&self, client: &Client) {
         self.device_disconnected(client).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    proptest::proptest! {
+        /// Any topic a client may publish to: read as one of the protocol's, or as none, never
+        /// a panic; a request method is one level.
+        #[test]
+        fn any_topic_is_read_or_refused(topic in "[a-z/+#$]{0,3}(/[a-zA-Z0-9_.:+#-]{0,8}){0,4}") {
+            if let Some(Inbound::Request(m)) = parse_topic(&topic) {
+                proptest::prop_assert!(!m.is_empty() && !m.contains('/'));
+            }
+        }
     }
 }

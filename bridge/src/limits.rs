@@ -27,16 +27,28 @@ impl Bucket {
 
     /// Refills for the time since the last call, then takes one token if there is one.
     pub(crate) fn take(&mut self, per_sec: f64, burst: f64) -> bool {
+        self.take_n(1.0, per_sec, burst)
+    }
+
+    /// Refills, then takes `n` tokens if there are that many (a costly request takes more
+    /// than one; `n` above `burst` needs a full bucket).
+    pub(crate) fn take_n(&mut self, n: f64, per_sec: f64, burst: f64) -> bool {
         let now = Instant::now();
         let refill = now.duration_since(self.at).as_secs_f64() * per_sec;
         self.tokens = (self.tokens + refill).min(burst);
         self.at = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
+        let n = n.min(burst);
+        if self.tokens >= n {
+            self.tokens -= n;
             true
         } else {
             false
         }
+    }
+
+    /// Whether a token could be taken now, without taking it.
+    fn has_token(&self, per_sec: f64, burst: f64) -> bool {
+        (self.tokens + self.at.elapsed().as_secs_f64() * per_sec).min(burst) >= 1.0
     }
 
     /// Whether the bucket would be full by now (its owner has been quiet long enough).
@@ -78,19 +90,34 @@ impl<K: Eq + Hash + Clone> Rate<K> {
 
     /// Takes one token from `key`'s bucket; `false` when `key` is over the rate.
     pub(crate) fn allow(&self, key: &K) -> bool {
+        self.allow_n(key, 1.0)
+    }
+
+    /// Takes `n` tokens from `key`'s bucket (work, not requests, is what a rate should count);
+    /// `false` when `key` has not that many.
+    pub(crate) fn allow_n(&self, key: &K, n: f64) -> bool {
         let mut guard = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         let b = &mut *guard;
         if let Some(bucket) = b.map.get_mut(key) {
-            return bucket.take(self.per_sec, self.burst);
+            return bucket.take_n(n, self.per_sec, self.burst);
         }
         if b.map.len() >= b.prune_at {
             b.map.retain(|_, x| !x.refilled(self.per_sec, self.burst));
             b.prune_at = (b.map.len() * 2).max(PRUNE_AT);
         }
         let mut bucket = Bucket::full(self.burst);
-        let ok = bucket.take(self.per_sec, self.burst);
+        let ok = bucket.take_n(n, self.per_sec, self.burst);
         b.map.insert(key.clone(), bucket);
         ok
+    }
+
+    /// Whether `key` could take a token now, without taking it.
+    pub(crate) fn has_token(&self, key: &K) -> bool {
+        let guard = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        guard
+            .map
+            .get(key)
+            .is_none_or(|b| b.has_token(self.per_sec, self.burst))
     }
 }
 

@@ -206,9 +206,15 @@ impl Bridge {
         })))
     }
 
+    /// Whether `me` uploaded `rec`: the owner's name, and an upload not older than their
+    /// account (one from before was a removed namesake's).
+    async fn owns(&self, me: &UserId, rec: &MediaRecord) -> Result<bool, ChatError> {
+        Ok(rec.owner == *me && rec.id.timestamp_ms() >= self.account_since(me).await?)
+    }
+
     /// The uploader, and current members of a chat a message carrying it was sent in.
     async fn may_download(&self, me: &UserId, rec: &MediaRecord) -> Result<bool, ChatError> {
-        if rec.owner == *me {
+        if self.owns(me, rec).await? {
             return Ok(true);
         }
         let chats: HashSet<&ChatKey> = rec.sent_in.iter().map(|(c, _)| c).collect();
@@ -235,7 +241,7 @@ impl Bridge {
             .media(&r.id)
             .await?
             .ok_or_else(|| ChatError::NotAuthorized(format!("no upload {} of yours", r.id)))?;
-        if rec.owner != *me {
+        if !self.owns(me, &rec).await? {
             return Err(ChatError::NotAuthorized(format!(
                 "media {} was uploaded by another user: upload it yourself to send it",
                 r.id

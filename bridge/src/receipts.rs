@@ -4,12 +4,12 @@
 //! `r/{chat}`. Each is sent to the sender once per recipient user per message: the store
 //! decides "once" (a second device's ack changes nothing).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use bytes::Bytes;
 use natter_broker::BrokerHandle;
 use natter_store::{ReceiptMark, ReceiptStatus, StoredMessage};
-use natter_types::{ChatAddr, ChatKey, Client, DeviceId, MsgId, UserId};
+use natter_types::{ChatAddr, ChatKey, Client, DeviceId, GroupId, MsgId, UserId};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -23,6 +23,8 @@ const TYPING_PER_SEC: f64 = 1.0;
 /// Most ids one `{"ids": […]}` read receipt may name; most users one `presence` asks about.
 pub const MAX_READ_IDS: usize = 100;
 pub const MAX_PRESENCE_USERS: usize = 100;
+/// Users a `presence` request may ask about per token of the request allowance it takes.
+const PRESENCE_USERS_PER_TOKEN: usize = 10;
 
 /// Per-connection state: how many connections a device has (takeovers overlap), and its typing
 /// allowance; and how many devices each user has connected.
@@ -96,14 +98,6 @@ impl Devices {
             }
         }
         last
-    }
-
-    /// Whether `c` may connect without taking `user` past `max` devices: a device already
-    /// connected may always reconnect (a takeover replaces it).
-    pub(crate) fn room_for(&self, c: &Client, max: usize) -> bool {
-        let m = self.lock();
-        m.devices.contains_key(&(c.user.clone(), c.device.clone()))
-            || m.per_user.get(&c.user).copied().unwrap_or(0) < max
     }
 
     /// Takes one typing token; `false` when the device is over its rate.
@@ -257,12 +251,16 @@ impl Bridge {
                 )));
             }
             let mut msgs = Vec::with_capacity(ids.len());
+            let since = self.account_since(&client.user).await?;
             for id in ids {
                 let id: MsgId = id
                     .as_str()
                     .and_then(|s| s.parse().ok())
                     .ok_or_else(|| ChatError::BadRequest(format!("{id} is not a message id")))?;
-                msgs.extend(self.store.message(&key, id).await?);
+                // A message from before the reader's account existed is not theirs to mark.
+                if id.timestamp_ms() >= since {
+                    msgs.extend(self.store.message(&key, id).await?);
+                }
             }
             self.receipts(&msgs, &client.user, ReceiptStatus::Read)
                 .await?;
@@ -365,13 +363,30 @@ impl Bridge {
 
     /// Whether `me` may see `user`'s presence: themselves, or someone they share a chat with.
     pub(crate) async fn may_see_presence(&self, me: &UserId, user: &UserId) -> bool {
+        if me == user {
+            return true;
+        }
+        match self.groups_set(me).await {
+            Ok(mine) => self.may_see_presence_in(me, &mine, user).await,
+            Err(_) => false,
+        }
+    }
+
+    /// [`Self::may_see_presence`] with `me`'s groups read once (a `presence` request asks
+    /// about up to 100 users).
+    async fn may_see_presence_in(
+        &self,
+        me: &UserId,
+        my_groups: &HashSet<GroupId>,
+        user: &UserId,
+    ) -> bool {
         me == user
             || self
                 .store
                 .in_chat(me, &ChatKey::direct(me, user))
                 .await
                 .unwrap_or(false)
-            || self.share_a_group(me, user).await.unwrap_or(false)
+            || self.in_one_of(my_groups, user).await.unwrap_or(false)
     }
 
     /// The `presence` request.
@@ -389,6 +404,17 @@ impl Bridge {
                     "`users` must list 1 to {MAX_PRESENCE_USERS} user ids"
                 ))
             })?;
+        // Each user asked about is work (store reads): beyond the request's own token, every
+        // ten users take one more from the user's request allowance.
+        if !self
+            .request_rate
+            .allow_n(&c.user, (users.len() / PRESENCE_USERS_PER_TOKEN) as f64)
+        {
+            return Err(ChatError::RateLimited(
+                "too many presence look-ups: slow down and ask again".into(),
+            ));
+        }
+        let my_groups = self.groups_set(&c.user).await?;
         let mut out = Vec::with_capacity(users.len());
         for u in users {
             let name = u.as_str().unwrap_or_default();
@@ -396,7 +422,7 @@ impl Bridge {
                 out.push(json!({"user": u, "state": "not_allowed"}));
                 continue;
             };
-            if !self.may_see_presence(&c.user, &user).await {
+            if !self.may_see_presence_in(&c.user, &my_groups, &user).await {
                 out.push(json!({"user": user, "state": "not_allowed"}));
                 continue;
             }

@@ -71,6 +71,8 @@ impl Bridge {
             "group.remove" => self.group_remove(client, &params).await,
             "group.leave" => self.group_leave(client, &params).await,
             "group.info" => self.group_info(client, &params).await,
+            "group.join" => self.group_join(client, &params).await,
+            "group.decline" => self.group_decline(client, &params).await,
             "presence" => self.presence_request(client, &params).await,
             "push.register" => self.push_register(client, &params).await,
             "push.unregister" => self.push_unregister(client).await,
@@ -142,10 +144,16 @@ impl Bridge {
                 "you are not in chat {chat}"
             )));
         }
-        let (msgs, more) = self
+        let (mut msgs, mut more) = self
             .store
             .history(&chat.key(&client.user), before, limit)
             .await?;
+        // Nothing from before the reader's account existed (a removed namesake's chat).
+        let since = self.account_since(&client.user).await?;
+        if let Some(i) = msgs.iter().position(|m| m.id.timestamp_ms() < since) {
+            msgs.truncate(i);
+            more = false;
+        }
         let (messages, cut) = page(msgs.iter().map(|m| MessageOut::new(m, &client.user, None)));
         Ok(obj(json!({"messages": messages, "more": more || cut})))
     }

@@ -278,6 +278,47 @@ pub fn answer_err(id: &Value, e: &ChatError) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::strategy::Strategy;
+
+    proptest::proptest! {
+        /// Any bytes at all: the send parser answers with a message or an error, never a
+        /// panic, and what it accepts obeys the protocol's rules.
+        #[test]
+        fn the_send_parser_never_panics_on_any_bytes(payload in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
+            if let Ok(s) = parse_send(&payload) {
+                proptest::prop_assert!(SEND_TYPES.contains(&s.content.kind.as_str()));
+                proptest::prop_assert!(s.cid.as_ref().is_none_or(|c| !c.is_empty() && c.len() <= MAX_CID_BYTES));
+                proptest::prop_assert!(s.content.kind != "text" || !s.content.body.is_empty() || s.media.is_some());
+            }
+            let _ = parse_json(&payload);
+        }
+
+        /// JSON objects with the Send's fields in random shapes: parsed or refused, never a
+        /// panic.
+        #[test]
+        fn the_send_parser_judges_every_field_shape(
+            cid in proptest::option::of(proptest::prop_oneof![
+                proptest::strategy::Just(serde_json::json!(null)),
+                proptest::strategy::Just(serde_json::json!(7)),
+                ".{0,140}".prop_map(serde_json::Value::from),
+            ]),
+            kind in proptest::option::of(".{0,10}"),
+            body in proptest::option::of(".{0,20}"),
+            ttl in proptest::option::of(proptest::num::i64::ANY),
+            reply_to in proptest::option::of(".{0,30}"),
+        ) {
+            let mut o = serde_json::Map::new();
+            if let Some(c) = cid { o.insert("cid".into(), c); }
+            if let Some(k) = kind { o.insert("type".into(), k.into()); }
+            if let Some(b) = body { o.insert("body".into(), b.into()); }
+            if let Some(t) = ttl { o.insert("ttl".into(), t.into()); }
+            if let Some(r) = reply_to { o.insert("reply_to".into(), r.into()); }
+            let payload = serde_json::Value::Object(o).to_string();
+            if let Ok(s) = parse_send(payload.as_bytes()) {
+                proptest::prop_assert!(s.content.ttl.is_none_or(|t| t > 0));
+            }
+        }
+    }
 
     #[test]
     fn plain_text_is_a_text_message() {

@@ -1,7 +1,11 @@
 //! The operator's topic rules: `[[acl]]` rights for named users and `[anonymous]` rights, and
 //! the MQTT filter arithmetic they need.
+//!
+//! Invariant: no rule ever opens a chat topic (`u/`, `d/`, `p/`, `m/`, `r/`, `t/`, `q/`, `g/`).
+//! The config refuses such filters as written; [`Rules`] checks again after `%u` is replaced,
+//! at match time, because a user named `u` turns `%u/#` into `u/#`.
 
-use natter_config::Config;
+use natter_config::{Config, CHAT_NAMESPACES};
 
 /// One compiled `[[acl]]` rule.
 #[derive(Debug, Clone)]
@@ -30,6 +34,13 @@ fn name_matches(pattern: &str, name: &str) -> bool {
             (0..=tail.len()).any(|i| tail.is_char_boundary(i) && name_matches(rest, &tail[i..]))
         }
     }
+}
+
+/// Whether `filter` (or a topic) could reach a chat topic: its first level is a chat namespace
+/// or a wildcard. Such a filter is the chat rules' business, never an operator rule's.
+pub fn reaches_chat(filter: &str) -> bool {
+    let first = filter.split('/').next().unwrap_or_default();
+    first == "+" || first == "#" || CHAT_NAMESPACES.contains(&first)
 }
 
 /// Whether a concrete `topic` matches `filter` (MQTT rules; `$` topics only match filters that
@@ -109,6 +120,8 @@ impl Rules {
                 }
             })
             .map(move |f| f.replace("%u", user))
+            // Checked after the substitution: the config could only check the rule as written.
+            .filter(|f| !reaches_chat(f))
     }
 
     /// Whether a rule lets `user` publish to `topic`.
@@ -125,12 +138,12 @@ impl Rules {
 
     /// Whether an anonymous client may publish to `topic`.
     pub fn anonymous_may_publish(&self, topic: &str) -> bool {
-        self.anon_publish.iter().any(|f| topic_matches(f, topic))
+        !reaches_chat(topic) && self.anon_publish.iter().any(|f| topic_matches(f, topic))
     }
 
     /// Whether an anonymous client may subscribe to `filter`.
     pub fn anonymous_may_subscribe(&self, filter: &str) -> bool {
-        self.anon_subscribe.iter().any(|f| filter_covers(f, filter))
+        !reaches_chat(filter) && self.anon_subscribe.iter().any(|f| filter_covers(f, filter))
     }
 }
 
@@ -156,6 +169,72 @@ mod tests {
         assert!(!filter_covers("alerts/+", "alerts/#"));
         assert!(!filter_covers("alerts/x", "alerts/+"));
         assert!(!filter_covers("tele/#", "#"));
+    }
+
+    /// Rules of `[[acl]]` sections with random users and filters (as an operator might write
+    /// them, including `%u` and wildcards), checked the way natter's config checks them.
+    fn random_rules() -> impl proptest::strategy::Strategy<Value = Vec<(String, Vec<String>)>> {
+        use proptest::prelude::*;
+        let level = prop_oneof![
+            Just("%u".to_owned()),
+            Just("+".to_owned()),
+            Just("#".to_owned()),
+            "[a-z]{1,3}",
+            prop_oneof![Just("u"), Just("d"), Just("p"), Just("m"), Just("q")]
+                .prop_map(str::to_owned),
+        ];
+        let filter = proptest::collection::vec(level, 1..4).prop_map(|l| l.join("/"));
+        let user = prop_oneof![Just("*".to_owned()), "[a-z]{1,2}\\*?"];
+        proptest::collection::vec((user, proptest::collection::vec(filter, 1..4)), 1..4)
+    }
+
+    proptest::proptest! {
+        /// Whatever the rules and whatever the user is called, no rule opens a chat topic:
+        /// another user's messages, receipts, events, device answers or presence, or a chat
+        /// namespace at all.
+        #[test]
+        fn no_rule_ever_opens_a_chat_topic(
+            rules in random_rules(),
+            me in "(u|d|p|m|q|r|t|g|[a-z0-9][a-z0-9_.-]{0,6})",
+            other in "[a-z0-9][a-z0-9_.-]{0,6}",
+            device in "[A-Za-z0-9_-]{1,8}",
+        ) {
+            let mut toml = String::new();
+            for (user, filters) in &rules {
+                let list: Vec<String> = filters.iter().map(|f| format!("{f:?}")).collect();
+                toml.push_str(&format!(
+                    "[[acl]]\nuser = {user:?}\npublish = [{0}]\nsubscribe = [{0}]\n",
+                    list.join(", ")
+                ));
+            }
+            // Rules the config refuses never reach the matcher.
+            let Ok(c) = natter_config::Config::parse(&toml, "t") else { return Ok(()); };
+            let r = Rules::from_config(&c);
+            for u in [&me, &other] {
+                for topic in [
+                    format!("u/{u}/m"), format!("u/{u}/r"), format!("u/{u}/e"),
+                    format!("d/{u}/{device}"), format!("p/{u}"), format!("m/u/{u}"),
+                    "q/sync".to_owned(), format!("r/u/{u}"), format!("t/u/{u}"), format!("g/{u}"),
+                ] {
+                    proptest::prop_assert!(!r.user_may_publish(&me, &topic), "publish {topic} as {me}");
+                    proptest::prop_assert!(!r.user_may_subscribe(&me, &topic), "subscribe {topic} as {me}");
+                }
+                for filter in ["#", "+/#", "u/#", "u/+/m", "d/#", "p/+", "+/+/+"] {
+                    proptest::prop_assert!(!r.user_may_subscribe(&me, filter), "subscribe {filter} as {me}");
+                }
+            }
+        }
+
+        /// A filter covers a topic exactly when every topic it could deliver matches it.
+        #[test]
+        fn covering_filters_match_what_they_cover(
+            allowed in "[ab+]{1}(/[ab+]){0,2}(/#)?",
+            topic in "[ab]{1}(/[ab]){0,3}",
+        ) {
+            if filter_covers(&allowed, &topic) {
+                proptest::prop_assert!(topic_matches(&allowed, &topic));
+            }
+        }
     }
 
     #[test]

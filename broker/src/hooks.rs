@@ -3,6 +3,12 @@
 //! rmqtt awaits the publish-ACL hook before it sends the PUBACK, and turns a refusal into the
 //! PUBACK reason code; so the whole send pipeline runs inside that hook, and "PUBACK only after
 //! the message is durable" holds by construction.
+//!
+//! The trust boundary lives here too. rmqtt publishes a CONNECT's will without asking the
+//! publish ACL, so a will is checked at CONNECT against the same rights as a PUBLISH. And,
+//! whatever else rmqtt does, nothing is delivered on a chat topic (`u/`, `d/`, `p/`…) unless
+//! natter's bridge published it and the receiving session's user may read it; an ack is only
+//! believed for a delivery the bridge made.
 
 use std::sync::Arc;
 
@@ -12,16 +18,32 @@ use rmqtt::codec::v5::{PublishAckReason, SubscribeAckReason};
 use rmqtt::context::ServerContext;
 use rmqtt::hook::{Handler, HookResult, Parameter, ReturnType, Type};
 use rmqtt::session::Session;
-use rmqtt::types::{AuthResult, PublishAclResult, PublishResult, SubscribeAclResult};
+use rmqtt::types::{
+    AuthResult, ConnectInfo, LastWill, PublishAclResult, PublishResult, SubscribeAclResult,
+};
 
+use crate::acl::reaches_chat;
+use crate::retain::Retained;
+use crate::sessions::Sessions;
 use crate::{AuthVerdict, Gate, PublishVerdict, Refusal, Rules};
 
 /// The listener id of the anonymous listener (the credentialed ones are 1 and 2).
 pub(crate) const ANONYMOUS_LISTENER: u16 = 3;
 
+/// What the hooks share.
+pub(crate) struct Parts {
+    pub gate: Arc<dyn Gate>,
+    pub rules: Arc<Rules>,
+    pub sessions: Arc<Sessions>,
+    pub retained: Arc<Retained>,
+}
+
 struct Hooks {
     gate: Arc<dyn Gate>,
     rules: Arc<Rules>,
+    sessions: Arc<Sessions>,
+    retained: Arc<Retained>,
+    scx: ServerContext,
 }
 
 /// The `kind` label of the messages-out counter, from the topic a delivery went out on.
@@ -52,28 +74,137 @@ fn who(s: &Session) -> Option<Who> {
     Client::parse(&s.id.client_id).map(Who::User)
 }
 
-pub(crate) async fn install(scx: &ServerContext, gate: Arc<dyn Gate>, rules: Arc<Rules>) {
+pub(crate) async fn install(scx: &ServerContext, parts: Parts) {
     let register = scx.extends.hook_mgr().register();
     for typ in [
         Type::ClientAuthenticate,
         Type::ClientSubscribeCheckAcl,
         Type::MessagePublishCheckAcl,
+        Type::MessageExpiryCheck,
         Type::MessageAcked,
         Type::MessageDelivered,
         Type::ClientConnected,
         Type::ClientDisconnected,
+        Type::SessionTerminated,
     ] {
         register
             .add(
                 typ,
                 Box::new(Hooks {
-                    gate: gate.clone(),
-                    rules: rules.clone(),
+                    gate: parts.gate.clone(),
+                    rules: parts.rules.clone(),
+                    sessions: parts.sessions.clone(),
+                    retained: parts.retained.clone(),
+                    scx: scx.clone(),
                 }),
             )
             .await;
     }
     register.start().await;
+}
+
+/// Whether `c` may receive a delivery on chat topic `topic`: their own `u/{me}/…`, their own
+/// device's `d/{me}/{device}`, and presence (`p/…`, whose subscription the bridge checked).
+fn may_receive(c: &Client, topic: &str) -> bool {
+    let levels: Vec<&str> = topic.split('/').collect();
+    match levels.as_slice() {
+        ["u", user, ..] => *user == c.user.as_str(),
+        ["d", user, device] => *user == c.user.as_str() && *device == c.device.as_str(),
+        ["p", _] => true,
+        _ => false,
+    }
+}
+
+/// The topic of a CONNECT's will, if it has one.
+fn will_topic(ci: &ConnectInfo) -> Option<String> {
+    ci.last_will().map(|lw| match lw {
+        LastWill::V3(w) => w.topic.to_string(),
+        LastWill::V5(w) => w.topic.to_string(),
+    })
+}
+
+fn auth(r: AuthResult) -> ReturnType {
+    (false, Some(HookResult::AuthResult(r)))
+}
+
+fn allow() -> ReturnType {
+    (
+        false,
+        Some(HookResult::PublishAclResult(PublishAclResult::allow())),
+    )
+}
+
+impl Hooks {
+    /// Whether rmqtt holds a session for `client_id` (connected or offline).
+    async fn exists(&self) -> impl Fn(&str) -> bool + '_ {
+        let shared = self.scx.extends.shared().await;
+        move |id: &str| shared.exist(id)
+    }
+
+    /// A CONNECT on the anonymous listener: no credentials, the anonymous rights, and client
+    /// ids that can never be a user's (`{user}:{device}`), so no one takes over a user's session.
+    fn authenticate_anonymous(&self, ci: &ConnectInfo) -> ReturnType {
+        if ci.client_id().contains(':') {
+            tracing::info!(client = %ci.client_id(), "anonymous CONNECT refused: `:` in client id");
+            return auth(AuthResult::NotAuthorized);
+        }
+        if let Some(t) = will_topic(ci) {
+            if !self.rules.anonymous_may_publish(&t) {
+                tracing::info!(client = %ci.client_id(), will = t, "anonymous CONNECT refused: will topic");
+                return auth(AuthResult::NotAuthorized);
+            }
+        }
+        auth(AuthResult::Allow(false, None))
+    }
+
+    /// A CONNECT on a credentialed listener: the will's topic, then the credentials (the
+    /// bridge), then the user's device limit, in that order (a wrong password learns nothing).
+    async fn authenticate(&self, ci: &ConnectInfo) -> ReturnType {
+        let client = Client::parse(ci.client_id());
+        if let Some(t) = will_topic(ci) {
+            let allowed = client
+                .as_ref()
+                .is_some_and(|c| self.rules.user_may_publish(c.user.as_str(), &t));
+            if !allowed {
+                tracing::info!(client = %ci.client_id(), will = t, "CONNECT refused: will topic not allowed");
+                return auth(AuthResult::NotAuthorized);
+            }
+        }
+        let username = ci.username().map(|u| u.as_ref());
+        let password = ci.password().map(|p| p.as_ref());
+        let remote = ci.id().remote_addr.map(|a| a.ip());
+        let verdict = self
+            .gate
+            .authenticate(ci.client_id(), username, password, remote)
+            .await;
+        let r = match (verdict, client) {
+            (AuthVerdict::Accept, Some(c)) => {
+                let exists = self.exists().await;
+                if self.sessions.admit(c.user.as_str(), ci.client_id(), exists) {
+                    AuthResult::Allow(false, None)
+                } else {
+                    tracing::info!(client = %c, "CONNECT refused: too many devices connected or holding a session");
+                    AuthResult::NotAuthorized
+                }
+            }
+            (AuthVerdict::Accept, None) | (AuthVerdict::NotAuthorized, _) => {
+                AuthResult::NotAuthorized
+            }
+            (AuthVerdict::BadCredentials, _) => AuthResult::BadUsernameOrPassword,
+        };
+        auth(r)
+    }
+
+    /// An integration publish the rules allow: routed, unless it is a retained one that does
+    /// not fit the retained budget.
+    async fn integration_publish(&self, topic: &str, retain: bool, len: usize) -> ReturnType {
+        if retain {
+            if let Err(why) = self.retained.admits(topic, len).await {
+                return publish_result(PublishAckReason::QuotaExceeded, Some(why));
+            }
+        }
+        allow()
+    }
 }
 
 fn refusal_code(r: Refusal) -> PublishAckReason {
@@ -107,23 +238,9 @@ impl Handler for Hooks {
             Parameter::ClientAuthenticate(ci) => {
                 if ci.id().lid == ANONYMOUS_LISTENER {
                     // Credentials mean nothing here: everyone gets the anonymous rights.
-                    return (
-                        false,
-                        Some(HookResult::AuthResult(AuthResult::Allow(false, None))),
-                    );
+                    return self.authenticate_anonymous(ci);
                 }
-                let username = ci.username().map(|u| u.as_ref());
-                let password = ci.password().map(|p| p.as_ref());
-                let verdict = self
-                    .gate
-                    .authenticate(ci.client_id(), username, password)
-                    .await;
-                let r = match verdict {
-                    AuthVerdict::Accept => AuthResult::Allow(false, None),
-                    AuthVerdict::BadCredentials => AuthResult::BadUsernameOrPassword,
-                    AuthVerdict::NotAuthorized => AuthResult::NotAuthorized,
-                };
-                (false, Some(HookResult::AuthResult(r)))
+                self.authenticate(ci).await
             }
             Parameter::ClientSubscribeCheckAcl(s, sub) => {
                 let filter: &str = &sub.topic_filter;
@@ -151,10 +268,8 @@ impl Handler for Hooks {
                     }
                     Some(Who::Anonymous) => {
                         if self.rules.anonymous_may_publish(topic) {
-                            (
-                                false,
-                                Some(HookResult::PublishAclResult(PublishAclResult::allow())),
-                            )
+                            self.integration_publish(topic, p.retain, p.payload.len())
+                                .await
                         } else {
                             publish_result(
                                 PublishAckReason::NotAuthorized,
@@ -165,10 +280,9 @@ impl Handler for Hooks {
                     Some(Who::User(c)) => {
                         if self.rules.user_may_publish(c.user.as_str(), topic) {
                             // An integration topic: natter is a plain broker here.
-                            return (
-                                false,
-                                Some(HookResult::PublishAclResult(PublishAclResult::allow())),
-                            );
+                            return self
+                                .integration_publish(topic, p.retain, p.payload.len())
+                                .await;
                         }
                         match self.gate.publish(&c, topic, p.payload.clone()).await {
                             // The bridge has done everything. rmqtt then routes the chat topic
@@ -183,9 +297,43 @@ impl Handler for Hooks {
                     }
                 }
             }
-            Parameter::MessageAcked(s, _from, p) => {
-                if let Some(Who::User(c)) = who(s) {
+            Parameter::MessageExpiryCheck(s, from, p) => {
+                // The last gate before a delivery is written to a socket (or queued for an
+                // offline session): a chat topic carries only what the bridge published, to
+                // whoever may read it.
+                if reaches_chat(&p.topic) {
+                    let ok = from.is_system()
+                        && matches!(who(s), Some(Who::User(c)) if may_receive(&c, &p.topic));
+                    if !ok {
+                        tracing::warn!(
+                            to = %s.id.client_id,
+                            topic = %p.topic,
+                            from = from.typ().as_str(),
+                            "delivery on a chat topic dropped: not natter's, or not the reader's"
+                        );
+                        return (false, Some(HookResult::MessageExpiry));
+                    }
+                }
+                (true, acc)
+            }
+            Parameter::MessageAcked(s, from, p) => {
+                // Only an ack of natter's own delivery means anything to the chat rules.
+                if let (true, Some(Who::User(c))) = (from.is_system(), who(s)) {
                     self.gate.acked(&c, &p.topic, &p.payload).await;
+                }
+                (true, acc)
+            }
+            Parameter::SessionTerminated(s, _) => {
+                if let Some(Who::User(c)) = who(s) {
+                    // Looked at a moment later: a session taken over ends while its successor
+                    // is being set up, and the client id must stay counted for the successor.
+                    let (sessions, scx) = (self.sessions.clone(), self.scx.clone());
+                    let client_id = s.id.client_id.to_string();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                        let shared = scx.extends.shared().await;
+                        sessions.ended(c.user.as_str(), &client_id, |id| shared.exist(id));
+                    });
                 }
                 (true, acc)
             }

@@ -9,9 +9,10 @@
 mod acl;
 mod hooks;
 mod retain;
+mod sessions;
 pub mod tls;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU16;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,7 +27,7 @@ use rmqtt::server::MqttServer;
 use rmqtt::session::SessionState;
 use rmqtt::types::{CodecPublish, From, Id, Publish, QoS};
 
-pub use acl::{filter_covers, topic_matches, Rules};
+pub use acl::{filter_covers, reaches_chat, topic_matches, Rules};
 
 /// How a CONNECT on the credentialed listener ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,12 +67,15 @@ pub enum PublishVerdict {
 /// The chat rules, seen from the broker. Implemented by the bridge.
 #[async_trait]
 pub trait Gate: Send + Sync + 'static {
-    /// Checks a CONNECT: client id, username and password exactly as the client sent them.
+    /// Checks a CONNECT's credentials: client id, username and password exactly as the client
+    /// sent them, and the address it came from (for throttling failed attempts). The device
+    /// limit is the broker's, checked after an `Accept`.
     async fn authenticate(
         &self,
         client_id: &str,
         username: Option<&str>,
         password: Option<&[u8]>,
+        remote: Option<IpAddr>,
     ) -> AuthVerdict;
     /// Whether `client` may subscribe to `filter` (not covered by any `[[acl]]` rule).
     async fn may_subscribe(&self, client: &Client, filter: &str) -> bool;
@@ -145,12 +149,42 @@ impl BrokerHandle {
             tracing::warn!(topic, error = %e, "broker could not route a message");
         }
     }
+
+    /// Ends every session of `user` on this node, connected or kept offline: the connection
+    /// is closed and the session, its subscriptions and its queue are dropped. Returns how many
+    /// sessions there were. For a removed user or a changed password.
+    pub async fn end_sessions(&self, user: &str) -> usize {
+        let prefix = format!("{user}:");
+        let shared = self.scx.extends.shared().await;
+        let ids: Vec<Id> = shared
+            .iter()
+            .map(|e| e.id())
+            .filter(|id| id.lid != hooks::ANONYMOUS_LISTENER && id.client_id.starts_with(&prefix))
+            .collect();
+        let mut ended = 0;
+        for id in ids {
+            let entry = shared.entry(id.clone());
+            match entry.try_lock().await {
+                Ok(mut e) => match e.kick(true, true, true).await {
+                    Ok(_) => ended += 1,
+                    Err(err) => {
+                        tracing::warn!(client = %id.client_id, error = %err, "session not ended")
+                    }
+                },
+                Err(err) => {
+                    tracing::warn!(client = %id.client_id, error = %err, "session busy; not ended")
+                }
+            }
+        }
+        ended
+    }
 }
 
 /// The broker, configured but not yet listening.
 pub struct Broker {
     scx: ServerContext,
     config: Arc<Config>,
+    retained: Arc<retain::Retained>,
 }
 
 /// A listening broker.
@@ -218,8 +252,18 @@ impl Broker {
         // high, whatever causes it; natter bounds its own work (connection and handshake limits,
         // the store's queue) instead of refusing users for another process's load.
         let scx = ServerContext::new().busy_check_enable(false).build().await;
-        *scx.extends.retain_mut().await = Box::new(retain::MemoryRetain::new(100_000));
-        Broker { scx, config }
+        let m = &config.mqtt;
+        let retained = retain::Retained::new(retain::RetainLimits {
+            topics: m.retained_max_topics,
+            bytes: m.retained_max_bytes,
+            payload: m.retained_max_payload,
+        });
+        *scx.extends.retain_mut().await = Box::new(retain::Storage(retained.clone()));
+        Broker {
+            scx,
+            config,
+            retained,
+        }
     }
 
     /// The handle the bridge publishes through.
@@ -231,7 +275,7 @@ impl Broker {
         }
     }
 
-    fn listener(&self, name: &str, addr: SocketAddr, anonymous: bool) -> Builder {
+    fn listener(&self, name: &str, addr: SocketAddr) -> Builder {
         let m = &self.config.mqtt;
         Builder::new()
             .name(name)
@@ -243,13 +287,17 @@ impl Broker {
             .max_connections(m.max_connections)
             .max_handshaking_limit(m.max_connections.clamp(1, 5_000))
             .max_packet_size(m.max_packet_size)
-            .allow_anonymous(anonymous)
+            // Never rmqtt's own anonymous shortcut (it skips the authenticate hook when a CONNECT
+            // has no user name): the hook gives the anonymous listener its rights and checks.
+            .allow_anonymous(false)
             .min_keepalive(m.min_keepalive)
             .max_keepalive(m.max_keepalive)
             .allow_zero_keepalive(m.min_keepalive == 0)
             .max_inflight(NonZeroU16::new(m.max_inflight).unwrap_or(NonZeroU16::MIN))
             .max_mqueue_len(m.max_queue)
             .handshake_timeout(Duration::from_secs(m.handshake_timeout_secs))
+            .max_session_expiry_interval(Duration::from_secs(m.max_session_expiry_secs))
+            .session_expiry_interval(Duration::from_secs(m.max_session_expiry_secs.min(7200)))
             .max_clientid_len(160)
     }
 
@@ -257,7 +305,7 @@ impl Broker {
     pub async fn start(self, gate: Arc<dyn Gate>) -> Result<RunningBroker, BrokerError> {
         let cfg = self.config.clone();
         let tcp = self
-            .listener("tcp", cfg.mqtt.tcp, false)
+            .listener("tcp", cfg.mqtt.tcp)
             .bind()
             .map_err(bind_err("mqtt.tcp", cfg.mqtt.tcp))?
             .tcp()
@@ -269,7 +317,7 @@ impl Broker {
         let mut ws_addr = None;
         if let Some(addr) = cfg.mqtt.ws {
             let ws = self
-                .listener("ws", addr, false)
+                .listener("ws", addr)
                 .bind()
                 .map_err(bind_err("mqtt.ws", addr))?
                 .ws()
@@ -280,7 +328,7 @@ impl Broker {
         let mut anonymous_addr = None;
         if let Some(anon) = &cfg.anonymous {
             let l = self
-                .listener("anonymous", anon.listen, true)
+                .listener("anonymous", anon.listen)
                 .bind()
                 .map_err(bind_err("anonymous.listen", anon.listen))?
                 .tcp()
@@ -305,7 +353,7 @@ impl Broker {
                 // The broker side of the TLS front: loopback only, behind the PROXY line.
                 let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
                 let inner = self
-                    .listener(key, loopback, false)
+                    .listener(key, loopback)
                     .proxy_protocol(true)
                     .proxy_protocol_timeout(Duration::from_secs(2))
                     .bind()
@@ -338,8 +386,17 @@ impl Broker {
             }
             certs = Some(c);
         }
-        let rules = Arc::new(Rules::from_config(&cfg));
-        hooks::install(&self.scx, gate, rules).await;
+        let parts = hooks::Parts {
+            gate,
+            rules: Arc::new(Rules::from_config(&cfg)),
+            sessions: Arc::new(sessions::Sessions::new(
+                cfg.limits.max_connections_per_user,
+                // A CONNECT admitted but not yet a session is kept this long.
+                Duration::from_secs(5),
+            )),
+            retained: self.retained.clone(),
+        };
+        hooks::install(&self.scx, parts).await;
         let server = server.build();
         let task = tokio::spawn(async move {
             if let Err(e) = server.run().await {

@@ -207,6 +207,10 @@ struct Statements {
     day_put: PreparedStatement,
     days_upto: PreparedStatement,
     day_delete: PreparedStatement,
+    inbox_drop: PreparedStatement,
+    head_drop: PreparedStatement,
+    state_drop: PreparedStatement,
+    dedup_drop: PreparedStatement,
 }
 
 /// Every CQL statement natter runs after start, by name; public so that a test (or an
@@ -271,6 +275,11 @@ pub const STATEMENTS: &[(&str, &str)] = &[
     ("day_put", "INSERT INTO media_days (state, day) VALUES (?, ?)"),
     ("days_upto", "SELECT day FROM media_days WHERE state = ? AND day <= ?"),
     ("day_delete", "DELETE FROM media_days WHERE state = ? AND day = ?"),
+    // A removed user's own state, partition by partition.
+    ("inbox_drop", "DELETE FROM inbox WHERE uid = ? AND bucket = ?"),
+    ("head_drop", "DELETE FROM inbox_heads WHERE uid = ?"),
+    ("state_drop", "DELETE FROM chat_state WHERE uid = ?"),
+    ("dedup_drop", "DELETE FROM dedup WHERE sender = ?"),
 ];
 
 impl Statements {
@@ -348,6 +357,10 @@ impl Statements {
             day_put: take("day_put")?,
             days_upto: take("days_upto")?,
             day_delete: take("day_delete")?,
+            inbox_drop: take("inbox_drop")?,
+            head_drop: take("head_drop")?,
+            state_drop: take("state_drop")?,
+            dedup_drop: take("dedup_drop")?,
         })
     }
 }
@@ -820,7 +833,41 @@ impl Store for CassandraStore {
                 ],
             ));
         }
+        // The account's own state goes with it, so a user later created under the same name
+        // starts empty (seq 1, no chats, no memberships, no dedup memory). The seq owner's lock
+        // keeps appends to this user out while its inbox goes.
+        let mut held = self.owners.lock(&[user]).await;
+        let head = self.stored_head(user).await?;
+        for bucket in 0..=inbox_bucket(head.max(1)) {
+            writes.push(self.w(
+                &self.st.inbox_drop,
+                vec![text(user.as_str()), CqlValue::BigInt(bucket)],
+            ));
+        }
+        for stmt in [&self.st.head_drop, &self.st.state_drop, &self.st.dedup_drop] {
+            writes.push(self.w(stmt, vec![text(user.as_str())]));
+        }
+        // The bridge takes a removed user out of each group with a system message first; a
+        // group still listing them (a removal with no server running) is mended here.
+        let groups: Vec<(String,)> = self.all(&self.st.groups_of, (user.as_str(),)).await?;
+        for (gid,) in groups {
+            writes.push(self.w(
+                &self.st.member_delete,
+                vec![text(user.as_str()), text(&gid)],
+            ));
+            let rec: Option<(String,)> = self.one(&self.st.group_get, (gid.as_str(),)).await?;
+            if let Some((json,)) = rec {
+                let g: GroupRecord = from_json(&json)?;
+                writes.push(self.w(
+                    &self.st.group_put,
+                    vec![text(&gid), text(&to_json(&g.without(user))?)],
+                ));
+            }
+        }
         self.write_all(writes).await?;
+        if let Some((_, head)) = held.first_mut() {
+            head.seq = Some(0);
+        }
         Ok(removed)
     }
 

@@ -122,8 +122,19 @@ pub struct MqttConfig {
     /// Messages queued for one offline persistent session; beyond it the oldest are dropped
     /// (the store still has them: `sync` recovers them).
     pub max_queue: usize,
-    /// Seconds a connection may take to send CONNECT.
+    /// Seconds a connection may take to send CONNECT (from the first byte it may send).
     pub handshake_timeout_secs: u64,
+    /// Longest MQTT 5 session expiry a client may ask for, in seconds; a longer one is cut to
+    /// this. MQTT 3.1.1 persistent sessions (clean session off) expire after the smaller of this
+    /// and 2 hours. The store keeps every message regardless: `sync` recovers what a session
+    /// that expired would have held.
+    pub max_session_expiry_secs: u64,
+    /// Most retained topics kept for integrations (`[[acl]]` and `[anonymous]` topics).
+    pub retained_max_topics: usize,
+    /// Most retained bytes (payloads and topic names) kept for integrations, all topics together.
+    pub retained_max_bytes: usize,
+    /// Largest retained payload, in bytes; a larger retained publish is refused (`0x97`).
+    pub retained_max_payload: usize,
     /// MQTT over TLS (and optionally secure WebSocket); absent turns TLS off.
     pub tls: Option<TlsConfig>,
 }
@@ -161,6 +172,10 @@ impl Default for MqttConfig {
             max_inflight: 32,
             max_queue: 1000,
             handshake_timeout_secs: 10,
+            max_session_expiry_secs: 86_400,
+            retained_max_topics: 100_000,
+            retained_max_bytes: 64 * 1024 * 1024,
+            retained_max_payload: 64 * 1024,
             tls: None,
         }
     }
@@ -198,6 +213,24 @@ pub struct AuthConfig {
     pub token_key_file: String,
     /// Other issuers whose tokens are accepted as MQTT passwords.
     pub trusted_issuers: Vec<TrustedIssuer>,
+    /// Clock skew allowed when checking a token's `exp` and `nbf`, in seconds (at most 300).
+    pub leeway_secs: u64,
+    /// Failed logins (MQTT CONNECT or `POST /v1/token`) one source address may make in
+    /// `failure_window_secs`; past it, password attempts from that address are refused without
+    /// being checked until the window lets more through (tokens are still checked).
+    pub max_failures_per_ip: u32,
+    /// Failed password logins one account may take in `failure_window_secs`; past it, password
+    /// attempts for that account are refused without being checked, except from addresses the
+    /// account logged in from successfully before (so a user is not locked out of her own
+    /// devices) and with tokens.
+    pub max_failures_per_account: u32,
+    /// The window of the two failure counts above, in seconds: the allowance refills evenly
+    /// over it.
+    pub failure_window_secs: u64,
+    /// Whether loopback addresses count per address too. Off by default (as fail2ban's
+    /// `ignoreip`): behind a reverse proxy on the same machine every client shares one loopback
+    /// address, and one attacker would lock everyone out.
+    pub throttle_loopback: bool,
 }
 
 impl Default for AuthConfig {
@@ -206,6 +239,11 @@ impl Default for AuthConfig {
             token_ttl_secs: 24 * 3600,
             token_key_file: String::new(),
             trusted_issuers: Vec::new(),
+            leeway_secs: 30,
+            max_failures_per_ip: 20,
+            max_failures_per_account: 10,
+            failure_window_secs: 300,
+            throttle_loopback: false,
         }
     }
 }
@@ -367,10 +405,24 @@ pub struct LimitsConfig {
     pub requests_per_sec: f64,
     /// Requests one user may make at once above the sustained rate.
     pub requests_burst: u32,
-    /// Devices of one user connected at once.
+    /// Devices of one user with a session, connected or kept offline (persistent sessions).
     pub max_connections_per_user: usize,
     /// Groups one user may be a member of.
     pub max_groups_per_user: usize,
+    /// Whose group adds make a user a member at once; anyone else's add is an invitation she
+    /// accepts (`group.join`) or declines.
+    pub group_adds: GroupAdds,
+}
+
+/// Who may add a user to a group without asking her.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GroupAdds {
+    /// Anyone: an add makes a member at once (anyone can fill a user's group allowance).
+    Anyone,
+    /// Someone she has written to in their one-to-one chat; anyone else's add is an invitation.
+    #[default]
+    Contacts,
 }
 
 impl Default for LimitsConfig {
@@ -385,6 +437,7 @@ impl Default for LimitsConfig {
             requests_burst: 100,
             max_connections_per_user: 16,
             max_groups_per_user: 1000,
+            group_adds: GroupAdds::Contacts,
         }
     }
 }
@@ -835,6 +888,45 @@ impl Config {
         }
         if self.auth.token_ttl_secs == 0 {
             return invalid("auth.token_ttl_secs", "0".into(), "at least 1");
+        }
+        if self.auth.leeway_secs > 300 {
+            return invalid(
+                "auth.leeway_secs",
+                self.auth.leeway_secs.to_string(),
+                "0 to 300 seconds",
+            );
+        }
+        for (key, n) in [
+            (
+                "auth.max_failures_per_ip",
+                u64::from(self.auth.max_failures_per_ip),
+            ),
+            (
+                "auth.max_failures_per_account",
+                u64::from(self.auth.max_failures_per_account),
+            ),
+            ("auth.failure_window_secs", self.auth.failure_window_secs),
+            (
+                "mqtt.max_session_expiry_secs",
+                self.mqtt.max_session_expiry_secs,
+            ),
+            (
+                "mqtt.retained_max_topics",
+                self.mqtt.retained_max_topics as u64,
+            ),
+        ] {
+            if n == 0 {
+                return invalid(key, "0".into(), "at least 1");
+            }
+        }
+        if self.mqtt.retained_max_payload == 0
+            || self.mqtt.retained_max_payload > self.mqtt.retained_max_bytes
+        {
+            return invalid(
+                "mqtt.retained_max_payload",
+                self.mqtt.retained_max_payload.to_string(),
+                "between 1 and mqtt.retained_max_bytes",
+            );
         }
         for (i, rule) in self.acl.iter().enumerate() {
             if rule.user.is_empty() {

@@ -46,6 +46,7 @@ pub fn text(from: &UserId, to: &UserId, cid: Option<&str>, body: &str) -> NewMes
 /// Runs every check against `store`.
 pub async fn run_all(store: Arc<dyn Store>) {
     users_are_created_once_listed_and_removed(&*store).await;
+    a_removed_user_leaves_nothing_to_a_namesake(&*store).await;
     a_message_lands_in_both_inboxes_with_gap_free_seqs(&*store).await;
     a_resent_cid_returns_the_first_message_and_writes_nothing(&*store).await;
     concurrent_sends_get_unique_ids_and_gap_free_seqs(store.clone()).await;
@@ -287,6 +288,77 @@ pub async fn users_are_created_once_listed_and_removed(store: &dyn Store) {
     assert!(store.user(&user("cu-a")).await.unwrap().is_none());
 }
 
+/// Removing a user forgets their inbox, chats, dedup memory and memberships (the group record
+/// loses them too), so a user created again under that name starts at seq 1 with nothing.
+pub async fn a_removed_user_leaves_nothing_to_a_namesake(store: &dyn Store) {
+    let (erin, bob) = (user("rm-erin"), user("rm-bob"));
+    let rec = |id: &UserId| UserRecord {
+        id: id.clone(),
+        password_hash: "h".into(),
+        created_ms: 1,
+    };
+    assert!(store.create_user(rec(&erin)).await.unwrap());
+    assert!(store.create_user(rec(&bob)).await.unwrap());
+    store.append(text(&bob, &erin, None, "one")).await.unwrap();
+    store
+        .append(text(&erin, &bob, Some("c1"), "two"))
+        .await
+        .unwrap();
+    let g = GroupRecord {
+        id: GroupId::new("rm-group").unwrap(),
+        name: "g".into(),
+        created_by: erin.clone(),
+        created_ms: 1,
+        members: vec![
+            Member {
+                user: erin.clone(),
+                admin: true,
+                joined_ms: 1,
+            },
+            Member {
+                user: bob.clone(),
+                admin: false,
+                joined_ms: 1,
+            },
+        ],
+        invited: Vec::new(),
+    };
+    let mut made = text(&erin, &erin, None, "made");
+    made.chat = ChatKey::from_stored(format!("g:{}", g.id));
+    made.readers = vec![erin.clone(), bob.clone()];
+    made.content.kind = "system".into();
+    made.group_update = Some(g.clone());
+    store.append(made).await.unwrap();
+    assert!(store.remove_user(&erin).await.unwrap());
+    assert!(
+        store.groups_of(&erin).await.unwrap().is_empty(),
+        "no memberships"
+    );
+    let left = store.group(&g.id).await.unwrap().unwrap();
+    assert!(
+        left.member(&erin).is_none(),
+        "the group no longer lists them"
+    );
+    assert!(
+        left.member(&bob).is_some_and(|m| m.admin),
+        "the oldest member is admin now"
+    );
+    assert!(store.create_user(rec(&erin)).await.unwrap());
+    let (inbox, _) = store.sync(&erin, 0, 100).await.unwrap();
+    assert!(inbox.is_empty(), "no old inbox");
+    assert!(store.chats(&erin).await.unwrap().is_empty(), "no old chats");
+    let again = store
+        .append(text(&erin, &bob, Some("c1"), "new"))
+        .await
+        .unwrap();
+    assert!(!again.duplicate, "the old dedup memory is gone");
+    let seq = again.seqs.iter().find(|(u, _)| *u == erin).map(|(_, s)| *s);
+    assert_eq!(seq, Some(1), "the new account's inbox starts at 1");
+    // Bob keeps what he had.
+    let (bobs, _) = store.sync(&bob, 0, 100).await.unwrap();
+    assert_eq!(bobs.len(), 4);
+}
+
 /// One message, two readers: each inbox gets seq 1, then 2.
 pub async fn a_message_lands_in_both_inboxes_with_gap_free_seqs(store: &dyn Store) {
     let (a, b) = (user("in-alice"), user("in-bob"));
@@ -460,6 +532,7 @@ pub async fn a_group_changes_with_its_system_message(store: &dyn Store) {
         created_by: a.clone(),
         created_ms: 1,
         members: vec![member(&a, true), member(&b, false), member(&c, false)],
+        invited: Vec::new(),
     };
     let announce = |g: &GroupRecord, readers: Vec<UserId>, body: &str| NewMessage {
         chat: ChatKey::from_stored(format!("g:{}", g.id)),

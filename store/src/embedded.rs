@@ -769,6 +769,41 @@ impl crate::Store for EmbeddedStore {
             let mut jobs = txn.open_table(PUSH_JOBS).map_err(storage)?;
             let range = (user.as_str(), "", "")..(user.as_str(), "\u{10FFFF}", "");
             jobs.retain_in(range, |_, _| false).map_err(storage)?;
+            // The account's own state goes with it, so a user later created under the same
+            // name starts empty (seq 1, no chats, no memberships, no dedup memory).
+            let mut inbox = txn.open_table(INBOX).map_err(storage)?;
+            inbox
+                .retain_in((user.as_str(), 0)..=(user.as_str(), u64::MAX), |_, _| false)
+                .map_err(storage)?;
+            txn.open_table(INBOX_HEAD)
+                .map_err(storage)?
+                .remove(user.as_str())
+                .map_err(storage)?;
+            for table in [CHATS, DEDUP] {
+                txn.open_table(table)
+                    .map_err(storage)?
+                    .retain_in(user_prefix(&user), |_, _| false)
+                    .map_err(storage)?;
+            }
+            let mut memberships = txn.open_table(MEMBERSHIPS).map_err(storage)?;
+            let mut groups = txn.open_table(GROUPS).map_err(storage)?;
+            let left: Vec<String> = memberships
+                .extract_from_if(user_prefix(&user), |_, _| true)
+                .map_err(storage)?
+                .map(|row| row.map(|(k, _)| k.value().1.to_owned()).map_err(storage))
+                .collect::<Result<_>>()?;
+            // The bridge takes a removed user out of each group with a system message first;
+            // a group still listing them (a removal with no server running) is mended here.
+            for gid in left {
+                let rec: Option<GroupRecord> =
+                    from_json_opt(groups.get(gid.as_str()).map_err(storage)?)?;
+                if let Some(g) = rec {
+                    let next = g.without(&user);
+                    groups
+                        .insert(gid.as_str(), to_json(&next)?.as_slice())
+                        .map_err(storage)?;
+                }
+            }
             Ok(removed)
         })
         .await

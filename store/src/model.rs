@@ -87,6 +87,10 @@ pub struct GroupRecord {
     pub created_ms: u64,
     /// Current members, oldest first.
     pub members: Vec<Member>,
+    /// Users invited and not yet joined (`joined_ms` is when they were invited). Someone who
+    /// did not agree to be added (see the bridge's group rules) is invited instead.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub invited: Vec<Member>,
 }
 
 /// One member of a group.
@@ -104,6 +108,25 @@ impl GroupRecord {
     /// The member entry of `user`, if a member.
     pub fn member(&self, user: &UserId) -> Option<&Member> {
         self.members.iter().find(|m| m.user == *user)
+    }
+
+    /// The invitation of `user`, if invited.
+    pub fn invitation(&self, user: &UserId) -> Option<&Member> {
+        self.invited.iter().find(|m| m.user == *user)
+    }
+
+    /// The group without `user`, as a member or as invited. A group is never left without an
+    /// admin while it has members: the oldest member takes over (members are kept oldest first).
+    pub fn without(&self, user: &UserId) -> GroupRecord {
+        let mut next = self.clone();
+        next.members.retain(|m| m.user != *user);
+        next.invited.retain(|m| m.user != *user);
+        if !next.members.iter().any(|m| m.admin) {
+            if let Some(first) = next.members.first_mut() {
+                first.admin = true;
+            }
+        }
+        next
     }
 }
 

@@ -131,14 +131,42 @@ impl Server {
     }
 
     fn write_config(&self) {
+        let mut extra = self.extra.clone();
+        // Most tests make groups of users who never wrote to each other: they are added at once
+        // unless a test asks for natter's default (invitations) by naming `group_adds` itself.
+        let group_adds = if extra.contains("group_adds") {
+            String::new()
+        } else {
+            "group_adds = \"anyone\"\n".to_owned()
+        };
+        // The test's own settings go into its `[mqtt]`, `[http]` and `[limits]` tables, which
+        // `extra` may have opened already (TOML allows a table once).
+        for (table, keys) in [
+            ("[limits]\n", group_adds),
+            (
+                "[mqtt]\n",
+                format!(
+                    "tcp = \"127.0.0.1:{}\"\nws = \"127.0.0.1:{}\"\n",
+                    self.mqtt, self.ws
+                ),
+            ),
+            (
+                "[http]\n",
+                format!(
+                    "listen = \"127.0.0.1:{}\"\nadmin_token = \"{ADMIN_TOKEN}\"\n",
+                    self.http
+                ),
+            ),
+        ] {
+            if extra.starts_with(table) || extra.contains(&format!("\n{table}")) {
+                extra = extra.replacen(table, &format!("{table}{keys}"), 1);
+            } else {
+                extra = format!("{extra}\n{table}{keys}");
+            }
+        }
         let cfg = format!(
-            "data_dir = {data:?}\n{extra}\n[mqtt]\ntcp = \"127.0.0.1:{m}\"\nws = \"127.0.0.1:{w}\"\n\
-             [http]\nlisten = \"127.0.0.1:{h}\"\nadmin_token = \"{ADMIN_TOKEN}\"\n",
+            "data_dir = {data:?}\n{extra}",
             data = self.data_dir().display().to_string(),
-            extra = self.extra,
-            m = self.mqtt,
-            w = self.ws,
-            h = self.http,
         );
         std::fs::write(self.config_path(), cfg).unwrap();
     }
@@ -326,6 +354,20 @@ pub fn http(method: &str, url: &str, bearer: Option<&str>, body: Option<Value>) 
                 r = r.header("authorization", a);
             }
             r.send_json(b)
+        }
+        ("PUT", Some(b)) => {
+            let mut r = agent.put(url);
+            if let Some(a) = &auth {
+                r = r.header("authorization", a);
+            }
+            r.send_json(b)
+        }
+        ("DELETE", None) => {
+            let mut r = agent.delete(url);
+            if let Some(a) = &auth {
+                r = r.header("authorization", a);
+            }
+            r.call()
         }
         ("GET", None) => {
             let mut r = agent.get(url);
@@ -625,6 +667,20 @@ impl Mqtt {
         matches!(self.subscribe(&dev).await, SubscribeReasonCode::Success(_))
     }
 
+    /// Waits until the server closes this connection (a DISCONNECT or the socket); `false` if
+    /// it is still open after [`WAIT`].
+    pub async fn closed_by_server(&mut self) -> bool {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Ok(Some(Seen::Closed(_))) | Ok(None) => return true,
+                Ok(Some(Seen::Publish { topic, payload })) => self.pending.push((topic, payload)),
+                Ok(Some(_)) => {}
+                Err(_) => return false,
+            }
+        }
+    }
+
     pub fn try_event(&mut self) -> Option<Seen> {
         self.events.try_recv().ok()
     }
@@ -812,6 +868,55 @@ impl Drop for Redis {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The CONNACK return code of an MQTT 3.1.1 CONNECT (clean session) sent by hand from the
+/// source address `from` (any of 127.0.0.0/8), so a test can be several clients on one machine.
+pub async fn connack_from(
+    from: &str,
+    port: u16,
+    client_id: &str,
+    user: &str,
+    password: &str,
+) -> u8 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    fn string(v: &mut Vec<u8>, s: &str) {
+        v.extend((s.len() as u16).to_be_bytes());
+        v.extend(s.as_bytes());
+    }
+    let mut body = Vec::new();
+    string(&mut body, "MQTT");
+    body.push(4); // 3.1.1
+    body.push(0xC2); // username, password, clean session
+    body.extend(30u16.to_be_bytes());
+    string(&mut body, client_id);
+    string(&mut body, user);
+    string(&mut body, password);
+    let mut packet = vec![0x10];
+    let mut len = body.len();
+    loop {
+        let byte = (len % 128) as u8;
+        len /= 128;
+        packet.push(if len > 0 { byte | 0x80 } else { byte });
+        if len == 0 {
+            break;
+        }
+    }
+    packet.extend(body);
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+    let mut s = socket
+        .connect(format!("127.0.0.1:{port}").parse().unwrap())
+        .await
+        .unwrap();
+    s.write_all(&packet).await.unwrap();
+    let mut connack = [0u8; 4];
+    tokio::time::timeout(WAIT, s.read_exact(&mut connack))
+        .await
+        .expect("CONNACK in time")
+        .expect("a CONNACK, not a closed socket");
+    assert_eq!(connack[0], 0x20, "a CONNACK");
+    connack[3]
 }
 
 /// An MQTT 3.1.1 connection made by hand, so a test can go silent (no PINGREQ) or drop the
