@@ -482,3 +482,63 @@ async fn presence_look_ups_are_charged_by_the_users_they_name() {
     let small = alice.request("presence", json!({"users": ["alice"]})).await;
     assert_eq!(small["ok"], true, "{small}");
 }
+
+#[tokio::test]
+async fn being_added_to_groups_by_a_stranger_is_an_invitation_that_fills_nothing() {
+    let s = Server::start_with_users(
+        "[limits]\ngroup_adds = \"contacts\"\nmax_groups_per_user = 3\n",
+        &["mallory", "bob", "alice"],
+    );
+    let mut mallory = s.online("mallory", "phone").await;
+    let mut bob = s.online("bob", "phone").await;
+    let mut groups = Vec::new();
+    for i in 0..3 {
+        let g = mallory
+            .request(
+                "group.create",
+                json!({"name": format!("spam {i}"), "members": ["bob"]}),
+            )
+            .await;
+        assert_eq!(g["ok"], true, "{g}");
+        assert_eq!(g["group"]["members"], json!(["mallory"]), "{g}");
+        assert_eq!(g["group"]["invited"], json!(["bob"]), "{g}");
+        groups.push(g["group"]["id"].as_str().unwrap().to_owned());
+    }
+    // Bob is told of each invitation in his chat with mallory, durably.
+    let invites: Vec<_> = bob
+        .sync_all(0)
+        .await
+        .into_iter()
+        .filter(|m| m["event"]["action"] == "invited")
+        .collect();
+    assert_eq!(invites.len(), 3);
+    assert_eq!(invites[0]["chat"], "u/mallory");
+    // Not a member: he reads nothing of those groups, and his allowance is untouched.
+    let info = bob.request("group.info", json!({"group": groups[0]})).await;
+    assert_eq!(info["error"]["code"], "not_authorized", "{info}");
+    let own = bob.request("group.create", json!({"name": "bob's"})).await;
+    assert_eq!(own["ok"], true, "{own}");
+    // He may accept one, and decline another (which is then gone).
+    let joined = bob.request("group.join", json!({"group": groups[0]})).await;
+    assert_eq!(
+        joined["group"]["members"],
+        json!(["mallory", "bob"]),
+        "{joined}"
+    );
+    let declined = bob
+        .request("group.decline", json!({"group": groups[1]}))
+        .await;
+    assert_eq!(declined["ok"], true, "{declined}");
+    let again = bob.request("group.join", json!({"group": groups[1]})).await;
+    assert_eq!(again["error"]["code"], "not_authorized", "{again}");
+    // Someone bob has written to adds him at once.
+    bob.send("u/alice", json!({"body": "hi alice"})).await;
+    let mut alice = s.online("alice", "phone").await;
+    let g = alice
+        .request(
+            "group.create",
+            json!({"name": "friends", "members": ["bob"]}),
+        )
+        .await;
+    assert_eq!(g["group"]["members"], json!(["alice", "bob"]), "{g}");
+}
