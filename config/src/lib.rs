@@ -176,6 +176,14 @@ pub struct HttpConfig {
     /// Bearer token for `/v1/admin/*`. Empty: one is made at start and written to
     /// `{data_dir}/admin.token`, where `natter user …` finds it.
     pub admin_token: String,
+    /// Seconds a connection has to send a request's headers, counted from its first byte (or
+    /// from the connection's start); a request body is not counted.
+    pub header_timeout_secs: u64,
+    /// Seconds a connection may move no bytes, between requests or during one, before it is
+    /// closed.
+    pub idle_timeout_secs: u64,
+    /// HTTP connections open at once; more wait in the listen backlog until one closes.
+    pub max_connections: usize,
 }
 
 impl Default for HttpConfig {
@@ -183,6 +191,9 @@ impl Default for HttpConfig {
         HttpConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             admin_token: String::new(),
+            header_timeout_secs: 10,
+            idle_timeout_secs: 60,
+            max_connections: 1024,
         }
     }
 }
@@ -782,6 +793,15 @@ impl Config {
                 self.limits.max_groups_per_user,
             ),
             ("shutdown_timeout_secs", self.shutdown_timeout_secs as usize),
+            (
+                "http.header_timeout_secs",
+                self.http.header_timeout_secs as usize,
+            ),
+            (
+                "http.idle_timeout_secs",
+                self.http.idle_timeout_secs as usize,
+            ),
+            ("http.max_connections", self.http.max_connections),
         ] {
             if n == 0 {
                 return invalid(key, "0".into(), "at least 1");
@@ -1155,6 +1175,9 @@ mod tests {
         assert_eq!(c.http.listen, d.http.listen);
         assert_eq!(c.limits.max_message_bytes, d.limits.max_message_bytes);
         assert_eq!(c.store.max_batch, d.store.max_batch);
+        assert_eq!(c.http.header_timeout_secs, d.http.header_timeout_secs);
+        assert_eq!(c.http.idle_timeout_secs, d.http.idle_timeout_secs);
+        assert_eq!(c.http.max_connections, d.http.max_connections);
     }
 
     #[test]
@@ -1191,6 +1214,31 @@ mod tests {
         )
         .is_ok());
     }
+    #[test]
+    fn http_bounds_are_checked_key_by_key() {
+        let d = Config::default();
+        assert_eq!(d.http.header_timeout_secs, 10);
+        assert_eq!(d.http.idle_timeout_secs, 60);
+        assert_eq!(d.http.max_connections, 1024);
+        for (text, key) in [
+            (
+                "[http]\nheader_timeout_secs = 0\n",
+                "http.header_timeout_secs",
+            ),
+            ("[http]\nidle_timeout_secs = 0\n", "http.idle_timeout_secs"),
+            ("[http]\nmax_connections = 0\n", "http.max_connections"),
+        ] {
+            let e = parse_err(text);
+            assert!(e.contains(key) && e.contains("at least 1"), "{e}");
+        }
+        let ok = Config::parse(
+            "[http]\nheader_timeout_secs = 1\nidle_timeout_secs = 5\nmax_connections = 8\n",
+            "x",
+        )
+        .unwrap();
+        assert_eq!(ok.http.max_connections, 8);
+    }
+
     #[test]
     fn a_cassandra_store_is_configured_and_checked_key_by_key() {
         let ok = Config::parse(
