@@ -245,6 +245,7 @@ fn transfer_error(e: TransferError) -> Response {
             MediaError::UrlExpired => (StatusCode::FORBIDDEN, "url_expired"),
             MediaError::NotUploaded => (StatusCode::NOT_FOUND, "not_found"),
             MediaError::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
+            MediaError::Deadline => (StatusCode::REQUEST_TIMEOUT, "url_expired"),
             MediaError::Full => (StatusCode::INSUFFICIENT_STORAGE, "disk_full"),
             MediaError::Storage(_) | MediaError::Config(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
@@ -252,6 +253,7 @@ fn transfer_error(e: TransferError) -> Response {
         },
         TransferError::Finished => (StatusCode::CONFLICT, "complete"),
         TransferError::Running => (StatusCode::CONFLICT, "in_progress"),
+        TransferError::TooMany { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_uploads"),
         TransferError::Expired => (StatusCode::GONE, "expired"),
         TransferError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
     };
@@ -304,12 +306,14 @@ async fn media_put(
             Json(json!({"media": rec.id, "size": rec.size})).into_response()
         }
         Err(e) => {
-            // Read (and drop) what the client is still sending, up to a bound, so that it gets
-            // to read the refusal instead of a reset connection.
+            // Read (and drop) what the client is still sending, up to a bound and never past
+            // the URL's expiry, so that it gets to read the refusal instead of a reset
+            // connection. A body cut off at the expiry is not read further.
+            let until = natter_media::url_deadline(q.exp);
             let mut drained = 0;
             while drained < UPLOAD_DRAIN {
-                match stream.next().await {
-                    Some(Ok(bytes)) => drained += bytes.len(),
+                match tokio::time::timeout_at(until, stream.next()).await {
+                    Ok(Some(Ok(bytes))) => drained += bytes.len(),
                     _ => break,
                 }
             }

@@ -72,7 +72,12 @@ fn install_metrics() -> anyhow::Result<PrometheusHandle> {
         "natter_online_users",
         "Users with a device connected to this node"
     );
+    metrics::describe_gauge!(
+        "natter_media_uploads_running",
+        "Uploads being received through natter's media route (or waiting for a slot)"
+    );
     metrics::gauge!("natter_connections").set(0.0);
+    metrics::gauge!("natter_media_uploads_running").set(0.0);
     metrics::gauge!("natter_online_users").set(0.0);
     metrics::gauge!("natter_store_queue_depth").set(0.0);
     Ok(handle)
