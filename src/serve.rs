@@ -72,7 +72,12 @@ fn install_metrics() -> anyhow::Result<PrometheusHandle> {
         "natter_online_users",
         "Users with a device connected to this node"
     );
+    metrics::describe_gauge!(
+        "natter_media_uploads_running",
+        "Uploads being received through natter's media route (or waiting for a slot)"
+    );
     metrics::gauge!("natter_connections").set(0.0);
+    metrics::gauge!("natter_media_uploads_running").set(0.0);
     metrics::gauge!("natter_online_users").set(0.0);
     metrics::gauge!("natter_store_queue_depth").set(0.0);
     Ok(handle)
@@ -184,8 +189,58 @@ fn cassandra_options(config: &Config) -> anyhow::Result<CassandraOptions> {
     })
 }
 
+/// Raises the soft limit on open files to the hard limit (every connection is a file
+/// descriptor, and a soft limit of 1024 is common) and logs what natter got.
+fn raise_open_files_limit(config: &Config) {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes one `rlimit`, which `limit` is.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+            let e = std::io::Error::last_os_error();
+            tracing::warn!(error = %e, "cannot read the open files limit");
+            return;
+        }
+        let was = limit.rlim_cur;
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            // SAFETY: setrlimit reads one `rlimit`, which `raised` is.
+            if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+                limit = raised;
+            } else {
+                let e = std::io::Error::last_os_error();
+                tracing::warn!(error = %e, hard = limit.rlim_max, "cannot raise the open files limit");
+            }
+        }
+        tracing::info!(
+            soft = limit.rlim_cur,
+            hard = limit.rlim_max,
+            was,
+            "open files limit"
+        );
+        let http = config.http.max_connections as u64;
+        if limit.rlim_cur <= http + 64 {
+            tracing::warn!(
+                open_files = limit.rlim_cur,
+                http_max_connections = http,
+                "http.max_connections leaves almost no file descriptors for MQTT and the store; \
+                 raise the hard limit (ulimit -Hn, LimitNOFILE=) or lower the cap"
+            );
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = config;
+}
+
 pub async fn run(config: Config) -> anyhow::Result<()> {
     init_logging(&config);
+    raise_open_files_limit(&config);
     let metrics = install_metrics()?;
     let config = Arc::new(config);
     let store: Arc<dyn Store> = open_store(&config).await?;
@@ -262,16 +317,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let app = crate::http::router(bridge.clone(), admin_token, metrics);
     let http_addr = http_listener.local_addr()?;
-    let http_task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(
-            http_listener,
-            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .await
-        {
-            tracing::error!(error = %e, "HTTP server stopped");
-        }
-    });
+    let http_task = tokio::spawn(crate::http::serve(
+        http_listener,
+        app,
+        crate::http::ConnLimits::from_config(&config.http),
+    ));
 
     let dedup_ms = config.limits.dedup_hours * 3600 * 1000;
     let purge_store = store.clone();

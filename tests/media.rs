@@ -4,7 +4,11 @@
 
 mod common;
 
-use std::time::Duration;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use common::s3::S3;
 use common::{metric, Mqtt, Server, WAIT};
@@ -325,6 +329,277 @@ async fn oversized_and_mismatched_uploads_are_refused_and_keep_nothing() {
         metric(&m, "natter_media_refused_total{code=\"hash_mismatch\"}"),
         1.0
     );
+}
+
+/// The request head of a PUT of `size` bytes of `mime` to `url` (natter's own route).
+fn put_head(url: &str, mime: &str, size: usize) -> (u16, String) {
+    let rest = url.strip_prefix("http://127.0.0.1:").expect("a local URL");
+    let (port, path) = rest.split_once('/').unwrap();
+    let head = format!(
+        "PUT /{path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {mime}\r\n\
+         Content-Length: {size}\r\n\r\n"
+    );
+    (port.parse().unwrap(), head)
+}
+
+/// Uploads on a very slow link (or from an attacker): each sends its head and one byte, then
+/// one more byte a second, and never finishes. Closed when dropped.
+struct SlowUploads {
+    socks: Arc<Mutex<Vec<TcpStream>>>,
+    stop: Arc<AtomicBool>,
+    trickler: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SlowUploads {
+    fn new() -> SlowUploads {
+        let socks: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s, st) = (socks.clone(), stop.clone());
+        let trickler = std::thread::spawn(move || {
+            while !st.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_secs(1));
+                for c in s.lock().unwrap().iter_mut() {
+                    let _ = c.write_all(&[7]);
+                }
+            }
+        });
+        SlowUploads {
+            socks,
+            stop,
+            trickler: Some(trickler),
+        }
+    }
+
+    /// Starts one to `url` (announced as a MiB, so it never completes).
+    fn open(&self, url: &str, mime: &str) {
+        let (port, head) = put_head(url, mime, 1 << 20);
+        let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        c.write_all(head.as_bytes()).unwrap();
+        c.write_all(&[7]).unwrap();
+        self.socks.lock().unwrap().push(c);
+    }
+
+    /// Drops one connection, as a client that gives up does.
+    fn close_one(&self) {
+        let c = self
+            .socks
+            .lock()
+            .unwrap()
+            .pop()
+            .expect("a slow upload open");
+        c.shutdown(std::net::Shutdown::Both).unwrap();
+    }
+
+    fn close_all(&self) {
+        while !self.socks.lock().unwrap().is_empty() {
+            self.close_one();
+        }
+    }
+}
+
+impl Drop for SlowUploads {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.trickler.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Waits until natter counts `n` uploads running (`natter_media_uploads_running`).
+fn wait_uploads_running(s: &Server, n: usize) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let now = metric(&s.metrics(), "natter_media_uploads_running");
+        if now == n as f64 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{now} uploads running, not {n}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Announces an upload of `size` bytes of PNG; its URL and id.
+async fn announce_size(c: &mut Mqtt, size: usize) -> (String, String) {
+    let a = c
+        .request("media.upload", json!({"mime": "image/png", "size": size}))
+        .await;
+    assert_eq!(a["ok"], true, "{a}");
+    (
+        a["url"].as_str().unwrap().to_owned(),
+        a["media"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn one_user_holding_slow_uploads_does_not_block_anyone_else() {
+    let s = Server::start_with_users("[media]\nmax_uploads_per_user = 3\n", &["alice", "mallory"]);
+    let mut alice = s.online("alice", "phone").await;
+    let mut mallory = s.online("mallory", "phone").await;
+    let slow = SlowUploads::new();
+    for _ in 0..3 {
+        let (url, _) = announce_size(&mut mallory, 1 << 20).await;
+        slow.open(&url, "image/png");
+    }
+    wait_uploads_running(&s, 3);
+
+    // Alice's upload goes through while Mallory holds all she may hold.
+    let photo = picture(50_000);
+    let id = upload(&mut alice, "image/png", &photo).await;
+    let (r, _) = send_media(&mut alice, "u/alice", &id, "a1").await;
+    assert_eq!(r, PubAckReason::Success);
+
+    // Mallory's next one is refused, whoever's URL it uses, and keeps nothing.
+    let small = picture(1000);
+    let a = announce(&mut mallory, "image/png", &small).await;
+    let url = a["url"].as_str().unwrap().to_owned();
+    let (status, body) = put(&url, "image/png", &small);
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (429, &json!("too_many_uploads")),
+        "{body}"
+    );
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("3 uploads"));
+    assert!(!s
+        .data_dir()
+        .join("media")
+        .join(a["media"].as_str().unwrap())
+        .exists());
+
+    // Once her slow uploads end, the same URL works.
+    slow.close_all();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (status, body) = put(&url, "image/png", &small);
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 429, "{body}");
+        assert!(Instant::now() < deadline, "Mallory's slots never freed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    wait_uploads_running(&s, 0);
+}
+
+#[tokio::test]
+async fn an_upload_waits_for_a_free_slot_before_it_is_refused_as_busy() {
+    // Four users with sixteen slow uploads each take all 64 of the server's upload slots.
+    let users = ["u1", "u2", "u3", "u4", "alice"];
+    let s = Server::start_with_users(
+        "[media]\nmax_uploads_per_user = 16\nupload_wait_secs = 5\n",
+        &users,
+    );
+    let slow = SlowUploads::new();
+    for u in &users[..4] {
+        let mut c = s.online(u, "phone").await;
+        for _ in 0..16 {
+            let (url, _) = announce_size(&mut c, 1 << 20).await;
+            slow.open(&url, "image/png");
+        }
+    }
+    wait_uploads_running(&s, 64);
+    let mut alice = s.online("alice", "phone").await;
+    let photo = picture(20_000);
+
+    // No slot frees: Alice's upload waits upload_wait_secs, then is refused.
+    let a = announce(&mut alice, "image/png", &photo).await;
+    let url = a["url"].as_str().unwrap().to_owned();
+    let asked = Instant::now();
+    let (status, body) = put(&url, "image/png", &photo);
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (503, &json!("busy")),
+        "{body}"
+    );
+    assert!(
+        asked.elapsed() >= Duration::from_secs(5),
+        "refused only after waiting for a slot"
+    );
+
+    // A slot that frees while she waits is hers.
+    let waiting = std::thread::spawn(move || put(&url, "image/png", &photo));
+    std::thread::sleep(Duration::from_secs(1));
+    slow.close_one();
+    let (status, body) = waiting.join().unwrap();
+    assert_eq!((status, &body["size"]), (200, &json!(20_000)), "{body}");
+}
+
+#[tokio::test]
+async fn an_upload_still_arriving_when_its_url_expires_is_cut_off_and_keeps_nothing() {
+    // A one-second header timeout, too: it must not cut a body that keeps arriving.
+    let s = Server::start_with_http("header_timeout_secs = 1\n", "[media]\nurl_ttl_secs = 3\n");
+    s.add_user("alice", "pw");
+    let mut alice = s.online("alice", "phone").await;
+    let photo = picture(2000);
+    let a = announce(&mut alice, "image/png", &photo).await;
+    let url = a["url"].as_str().unwrap().to_owned();
+    let id = a["media"].as_str().unwrap().to_owned();
+
+    // A byte every 300 ms: never idle, but 2000 bytes would take ten minutes.
+    let (port, head) = put_head(&url, "image/png", photo.len());
+    let body = photo.clone();
+    let answer = tokio::task::spawn_blocking(move || {
+        let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        c.write_all(head.as_bytes()).unwrap();
+        c.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let give_up = Instant::now() + Duration::from_secs(3) + WAIT;
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        let mut sent = 0;
+        loop {
+            match c.read(&mut buf) {
+                Ok(0) => return got,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    // Nothing yet: keep sending, unless the answer has begun.
+                    if got.is_empty() && sent < body.len() {
+                        if c.write_all(&body[sent..sent + 1]).is_err() {
+                            c.set_read_timeout(Some(WAIT)).unwrap();
+                        }
+                        sent += 1;
+                    }
+                }
+                Err(_) => return got,
+            }
+            assert!(
+                Instant::now() < give_up,
+                "no answer while the body trickled"
+            );
+        }
+    })
+    .await
+    .unwrap();
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("url_expired"), "{answer}");
+
+    // Nothing was kept: no file, the upload cannot be sent or fetched, and a new one works.
+    assert!(!s.data_dir().join("media").join(&id).exists());
+    let (r, err) = send_media(&mut alice, "u/alice", &id, "cut").await;
+    assert_eq!(r, PubAckReason::PayloadFormatInvalid);
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not uploaded"),
+        "{err}"
+    );
+    assert_eq!(
+        media_url(&mut alice, &id).await.unwrap_err()["code"],
+        "bad_request"
+    );
+    let fresh = upload(&mut alice, "image/png", &photo).await;
+    let (r, _) = send_media(&mut alice, "u/alice", &fresh, "whole").await;
+    assert_eq!(r, PubAckReason::Success);
 }
 
 #[tokio::test]

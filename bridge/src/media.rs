@@ -5,7 +5,7 @@
 //! only members of a chat it was sent in may download it, and an upload counts only once its
 //! bytes matched what was announced.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -40,6 +40,14 @@ pub enum TransferError {
     /// Another upload to the same URL is running.
     #[error("another upload of this media is running")]
     Running,
+    /// The uploader already has `media.max_uploads_per_user` uploads running.
+    #[error("{user} already has {limit} uploads running; finish one first")]
+    TooMany {
+        /// The uploader.
+        user: UserId,
+        /// `media.max_uploads_per_user`.
+        limit: usize,
+    },
     /// Retention deleted it.
     #[error("this media expired and was deleted")]
     Expired,
@@ -48,25 +56,66 @@ pub enum TransferError {
     Store(#[from] StoreError),
 }
 
-/// Uploads running now, so two PUTs of one upload never write at once.
+/// Uploads running now, so that two PUTs of one upload never write at once and one user's
+/// uploads cannot take every upload slot.
 #[derive(Default)]
-pub(crate) struct Running(Mutex<HashSet<MediaId>>);
+pub(crate) struct Running(Mutex<RunningSets>);
+
+#[derive(Default)]
+struct RunningSets {
+    ids: HashSet<MediaId>,
+    per_user: HashMap<UserId, usize>,
+}
 
 /// Holds an upload's place in [`Running`] while it runs.
-struct RunningGuard<'a>(&'a Running, MediaId);
+struct RunningGuard<'a> {
+    running: &'a Running,
+    id: MediaId,
+    user: UserId,
+}
 
 impl Running {
-    fn enter(&self, id: &MediaId) -> Option<RunningGuard<'_>> {
-        let mut set = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        set.insert(id.clone())
-            .then(|| RunningGuard(self, id.clone()))
+    /// Enters upload `id` of `user`, unless it is already running or `user` has `limit`
+    /// uploads running.
+    fn enter(
+        &self,
+        id: &MediaId,
+        user: &UserId,
+        limit: usize,
+    ) -> Result<RunningGuard<'_>, TransferError> {
+        let mut sets = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if sets.ids.contains(id) {
+            return Err(TransferError::Running);
+        }
+        let mine = sets.per_user.entry(user.clone()).or_default();
+        if *mine >= limit {
+            return Err(TransferError::TooMany {
+                user: user.clone(),
+                limit,
+            });
+        }
+        *mine += 1;
+        sets.ids.insert(id.clone());
+        metrics::gauge!("natter_media_uploads_running").increment(1.0);
+        Ok(RunningGuard {
+            running: self,
+            id: id.clone(),
+            user: user.clone(),
+        })
     }
 }
 
 impl Drop for RunningGuard<'_> {
     fn drop(&mut self) {
-        let mut set = (self.0).0.lock().unwrap_or_else(|p| p.into_inner());
-        set.remove(&self.1);
+        let mut sets = self.running.0.lock().unwrap_or_else(|p| p.into_inner());
+        sets.ids.remove(&self.id);
+        if let Some(n) = sets.per_user.get_mut(&self.user) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                sets.per_user.remove(&self.user);
+            }
+        }
+        metrics::gauge!("natter_media_uploads_running").decrement(1.0);
     }
 }
 
@@ -79,6 +128,8 @@ impl From<MediaError> for ChatError {
             }
             MediaError::MimeRefused(_) => ChatError::MediaType(e.to_string()),
             MediaError::Busy => ChatError::Busy,
+            // Only an upload's body has a deadline; no request meets it.
+            MediaError::Deadline => ChatError::BadRequest(e.to_string()),
             MediaError::Full | MediaError::Storage(_) | MediaError::Config(_) => {
                 ChatError::Unavailable(e.to_string())
             }
@@ -289,7 +340,9 @@ impl Bridge {
         Ok((rec.id, v))
     }
 
-    /// Receives the bytes of an upload PUT to natter's route with a signed URL.
+    /// Receives the bytes of an upload PUT to natter's route with a signed URL: at most
+    /// `media.max_uploads_per_user` at once per uploader, and the whole body before the URL
+    /// expires.
     pub async fn receive_upload<S, E>(
         &self,
         id: &str,
@@ -341,12 +394,17 @@ impl Bridge {
             }
             _ => {}
         }
-        let _running = self
-            .uploads_running
-            .enter(&id)
-            .ok_or(TransferError::Running)?;
+        let _running =
+            self.uploads_running
+                .enter(&id, &rec.owner, self.config.media.max_uploads_per_user)?;
         self.media
-            .receive(&id, rec.size, rec.sha256.as_deref(), body)
+            .receive(
+                &id,
+                rec.size,
+                rec.sha256.as_deref(),
+                body,
+                natter_media::url_deadline(exp),
+            )
             .await?;
         self.store.media_ready(&id).await?;
         tracing::info!(media = %id, owner = %rec.owner, size = rec.size, "upload complete");

@@ -191,6 +191,14 @@ pub struct HttpConfig {
     /// Bearer token for `/v1/admin/*`. Empty: one is made at start and written to
     /// `{data_dir}/admin.token`, where `natter user …` finds it.
     pub admin_token: String,
+    /// Seconds a connection has to send a request's headers, counted from its first byte (or
+    /// from the connection's start); a request body is not counted.
+    pub header_timeout_secs: u64,
+    /// Seconds a connection may move no bytes, between requests or during one, before it is
+    /// closed.
+    pub idle_timeout_secs: u64,
+    /// HTTP connections open at once; more wait in the listen backlog until one closes.
+    pub max_connections: usize,
 }
 
 impl Default for HttpConfig {
@@ -198,6 +206,9 @@ impl Default for HttpConfig {
         HttpConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             admin_token: String::new(),
+            header_timeout_secs: 10,
+            idle_timeout_secs: 60,
+            max_connections: 1024,
         }
     }
 }
@@ -590,8 +601,14 @@ pub struct MediaConfig {
     pub max_bytes: u64,
     /// MIME types accepted; `type/*` accepts a whole family.
     pub mime_types: Vec<String>,
-    /// Seconds an upload or download URL stays valid.
+    /// Seconds an upload or download URL stays valid; an upload's body must have arrived
+    /// by its URL's expiry.
     pub url_ttl_secs: u64,
+    /// Local backend: uploads one user may send at once; more are refused (429).
+    pub max_uploads_per_user: usize,
+    /// Local backend: seconds an upload waits for one of the server's upload slots before it
+    /// is refused as busy (503); 0 refuses at once.
+    pub upload_wait_secs: u64,
     /// Days an upload is kept; its messages then say it expired. 0 keeps media for ever;
     /// fractions are allowed.
     pub retention_days: f64,
@@ -633,6 +650,8 @@ impl Default for MediaConfig {
             .map(String::from)
             .to_vec(),
             url_ttl_secs: 900,
+            max_uploads_per_user: 4,
+            upload_wait_secs: 10,
             retention_days: 0.0,
             sweep_secs: 3600,
             public_url: String::new(),
@@ -835,6 +854,15 @@ impl Config {
                 self.limits.max_groups_per_user,
             ),
             ("shutdown_timeout_secs", self.shutdown_timeout_secs as usize),
+            (
+                "http.header_timeout_secs",
+                self.http.header_timeout_secs as usize,
+            ),
+            (
+                "http.idle_timeout_secs",
+                self.http.idle_timeout_secs as usize,
+            ),
+            ("http.max_connections", self.http.max_connections),
         ] {
             if n == 0 {
                 return invalid(key, "0".into(), "at least 1");
@@ -1135,6 +1163,18 @@ impl Config {
         if m.sweep_secs == 0 {
             return invalid("media.sweep_secs", "0".into(), "at least 1");
         }
+        if m.max_uploads_per_user == 0 {
+            return invalid("media.max_uploads_per_user", "0".into(), "at least 1");
+        }
+        if m.upload_wait_secs > 3600 {
+            // The wait also ends at the URL's expiry; an hour is already more than a client
+            // waits for an answer.
+            return invalid(
+                "media.upload_wait_secs",
+                m.upload_wait_secs.to_string(),
+                "0 (refuse at once) to 3600",
+            );
+        }
         if !(m.retention_days.is_finite() && m.retention_days >= 0.0) {
             return invalid(
                 "media.retention_days",
@@ -1247,6 +1287,11 @@ mod tests {
         assert_eq!(c.http.listen, d.http.listen);
         assert_eq!(c.limits.max_message_bytes, d.limits.max_message_bytes);
         assert_eq!(c.store.max_batch, d.store.max_batch);
+        assert_eq!(c.http.header_timeout_secs, d.http.header_timeout_secs);
+        assert_eq!(c.http.idle_timeout_secs, d.http.idle_timeout_secs);
+        assert_eq!(c.http.max_connections, d.http.max_connections);
+        assert_eq!(c.media.max_uploads_per_user, d.media.max_uploads_per_user);
+        assert_eq!(c.media.upload_wait_secs, d.media.upload_wait_secs);
     }
 
     #[test]
@@ -1283,6 +1328,44 @@ mod tests {
         )
         .is_ok());
     }
+    #[test]
+    fn http_and_upload_bounds_are_checked_key_by_key() {
+        let d = Config::default();
+        assert_eq!(d.http.header_timeout_secs, 10);
+        assert_eq!(d.http.idle_timeout_secs, 60);
+        assert_eq!(d.http.max_connections, 1024);
+        assert_eq!(d.media.max_uploads_per_user, 4);
+        assert_eq!(d.media.upload_wait_secs, 10);
+        for (text, key) in [
+            (
+                "[http]\nheader_timeout_secs = 0\n",
+                "http.header_timeout_secs",
+            ),
+            ("[http]\nidle_timeout_secs = 0\n", "http.idle_timeout_secs"),
+            ("[http]\nmax_connections = 0\n", "http.max_connections"),
+            (
+                "[media]\nmax_uploads_per_user = 0\n",
+                "media.max_uploads_per_user",
+            ),
+        ] {
+            let e = parse_err(text);
+            assert!(e.contains(key) && e.contains("at least 1"), "{e}");
+        }
+        let e = parse_err("[media]\nupload_wait_secs = 3601\n");
+        assert!(
+            e.contains("media.upload_wait_secs") && e.contains("3601") && e.contains("3600"),
+            "{e}"
+        );
+        let ok = Config::parse(
+            "[http]\nheader_timeout_secs = 1\nidle_timeout_secs = 5\nmax_connections = 8\n\
+             [media]\nmax_uploads_per_user = 1\nupload_wait_secs = 0\n",
+            "x",
+        )
+        .unwrap();
+        assert_eq!(ok.http.max_connections, 8);
+        assert_eq!(ok.media.upload_wait_secs, 0);
+    }
+
     #[test]
     fn a_cassandra_store_is_configured_and_checked_key_by_key() {
         let ok = Config::parse(

@@ -28,8 +28,9 @@ use tokio::sync::Semaphore;
 
 pub use sign::Verb;
 
-/// Uploads received through natter at once (local backend); more are refused as busy, so that
-/// buffers stay bounded (each holds at most two chunks).
+/// Uploads received through natter at once (local backend); more wait up to
+/// `media.upload_wait_secs` for a slot and are then refused as busy, so that buffers stay
+/// bounded (each holds at most two chunks).
 const MAX_UPLOADS: usize = 64;
 /// Bytes buffered per write to the local directory.
 const LOCAL_CHUNK: usize = 256 * 1024;
@@ -83,6 +84,9 @@ pub enum MediaError {
     /// Too many uploads at once.
     #[error("too many uploads at once; retry later")]
     Busy,
+    /// The upload URL expired while the body was still arriving; nothing was kept.
+    #[error("the upload URL expired before the last byte arrived; ask for a new one")]
+    Deadline,
     /// The disk is full; nothing of the upload was kept.
     #[error("no space left for uploads")]
     Full,
@@ -123,6 +127,8 @@ pub struct Media {
     mime_types: Vec<String>,
     url_ttl: Duration,
     uploads: Semaphore,
+    /// How long an upload waits for a slot in `uploads`.
+    upload_wait: Duration,
 }
 
 fn now_ms() -> u64 {
@@ -130,6 +136,16 @@ fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+/// The moment a local URL expiring at `exp` (Unix seconds, as in its query) stops working, on
+/// tokio's clock: an upload's body must have arrived by then.
+pub fn url_deadline(exp: u64) -> tokio::time::Instant {
+    let left = Duration::from_millis(exp.saturating_mul(1000).saturating_sub(now_ms()));
+    let now = tokio::time::Instant::now();
+    // A signed expiry is at most days away; a year stands in for one too far to add.
+    now.checked_add(left)
+        .unwrap_or_else(|| now + Duration::from_secs(365 * 86_400))
 }
 
 fn path(id: &MediaId) -> Path {
@@ -263,6 +279,7 @@ impl Media {
             mime_types: cfg.mime_types.clone(),
             url_ttl: Duration::from_secs(cfg.url_ttl_secs),
             uploads: Semaphore::new(MAX_UPLOADS),
+            upload_wait: Duration::from_secs(cfg.upload_wait_secs),
         })
     }
 
@@ -344,20 +361,36 @@ impl Media {
     }
 
     /// Stores the bytes of `id` from `body`, which must be exactly `size` bytes (and hash to
-    /// `sha256` if given). Nothing is kept unless every check passes; once this returns, the
-    /// bytes are on disk (fsynced, for the local directory).
+    /// `sha256` if given) and have arrived by `until` (the URL's expiry, see [`url_deadline`]).
+    /// Waits up to `media.upload_wait_secs` for an upload slot. Nothing is kept unless every
+    /// check passes; once this returns, the bytes are on disk (fsynced, for the local directory).
     pub async fn receive<S, E>(
         &self,
         id: &MediaId,
         size: u64,
         sha256: Option<&str>,
         mut body: S,
+        until: tokio::time::Instant,
     ) -> Result<(), MediaError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
-        let _slot = self.uploads.try_acquire().map_err(|_| MediaError::Busy)?;
+        let wait_until = (tokio::time::Instant::now() + self.upload_wait).min(until);
+        let _slot = match tokio::time::timeout_at(wait_until, self.uploads.acquire()).await {
+            Ok(Ok(slot)) => slot,
+            // The semaphore is never closed; were it, no upload could run.
+            Ok(Err(_)) => return Err(MediaError::Busy),
+            Err(_) if tokio::time::Instant::now() >= until => return Err(MediaError::Deadline),
+            Err(_) => {
+                tracing::info!(
+                    media = %id,
+                    waited_secs = self.upload_wait.as_secs(),
+                    "upload refused: every upload slot stayed taken"
+                );
+                return Err(MediaError::Busy);
+            }
+        };
         let chunk = if self.is_local() {
             LOCAL_CHUNK
         } else {
@@ -373,7 +406,11 @@ impl Media {
         let mut hasher = Sha256::new();
         let mut got = 0u64;
         let failed = loop {
-            let Some(next) = body.next().await else {
+            // The whole body, not each read, is bounded: a trickle cannot outlive the URL.
+            let Ok(next) = tokio::time::timeout_at(until, body.next()).await else {
+                break Some(MediaError::Deadline);
+            };
+            let Some(next) = next else {
                 break None;
             };
             let bytes = match next {

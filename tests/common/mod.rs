@@ -54,6 +54,10 @@ pub struct Server {
     pub ws: u16,
     pub http: u16,
     pub extra: String,
+    /// More `[http]` keys (the harness writes that table itself, with `listen`).
+    pub http_extra: String,
+    /// A soft limit on open files to start natter under (`ulimit -Sn`), if not the inherited one.
+    pub soft_nofile: Option<u64>,
     child: Option<Child>,
 }
 
@@ -86,6 +90,12 @@ impl Server {
 
     /// Starts natter with `extra` TOML appended to the test config.
     pub fn start_with(extra: &str) -> Server {
+        Self::start_with_http("", extra)
+    }
+
+    /// Starts natter with `http` keys in its `[http]` table (`header_timeout_secs = 1`) and
+    /// `extra` TOML appended to the test config.
+    pub fn start_with_http(http: &str, extra: &str) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Server {
             dir,
@@ -94,6 +104,26 @@ impl Server {
             ws: free_port(),
             http: free_port(),
             extra: extra.into(),
+            http_extra: http.into(),
+            soft_nofile: None,
+            child: None,
+        };
+        s.spawn();
+        s
+    }
+
+    /// Starts natter under a soft limit of `soft` open files (its hard limit unchanged).
+    pub fn start_with_soft_nofile(soft: u64) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Server {
+            dir,
+            data: None,
+            mqtt: free_port(),
+            ws: free_port(),
+            http: free_port(),
+            extra: String::new(),
+            http_extra: String::new(),
+            soft_nofile: Some(soft),
             child: None,
         };
         s.spawn();
@@ -110,6 +140,8 @@ impl Server {
             ws: free_port(),
             http: free_port(),
             extra: String::new(),
+            http_extra: String::new(),
+            soft_nofile: None,
             child: None,
         };
         s.spawn();
@@ -153,8 +185,8 @@ impl Server {
             (
                 "[http]\n",
                 format!(
-                    "listen = \"127.0.0.1:{}\"\nadmin_token = \"{ADMIN_TOKEN}\"\n",
-                    self.http
+                    "listen = \"127.0.0.1:{}\"\nadmin_token = \"{ADMIN_TOKEN}\"\n{}\n",
+                    self.http, self.http_extra
                 ),
             ),
         ] {
@@ -178,9 +210,26 @@ impl Server {
             .append(true)
             .open(self.log_path())
             .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_natter"))
-            .args(["serve", "--config"])
-            .arg(self.config_path())
+        let mut cmd = match self.soft_nofile {
+            // The shell lowers its soft limit and becomes natter (same pid).
+            Some(soft) => {
+                let mut c = Command::new("sh");
+                c.args([
+                    "-c",
+                    "ulimit -Sn \"$0\" && exec \"$1\" serve --config \"$2\"",
+                ])
+                .arg(soft.to_string())
+                .arg(env!("CARGO_BIN_EXE_natter"))
+                .arg(self.config_path());
+                c
+            }
+            None => {
+                let mut c = Command::new(env!("CARGO_BIN_EXE_natter"));
+                c.args(["serve", "--config"]).arg(self.config_path());
+                c
+            }
+        };
+        let child = cmd
             .env("RUST_LOG", "info,rmqtt=warn,rmqtt_net=warn")
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -211,6 +260,11 @@ impl Server {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// The natter process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("natter running").id()
     }
 
     /// `kill -9`: no shutdown code runs.
