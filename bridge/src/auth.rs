@@ -255,7 +255,7 @@ pub fn hash_password(password: &str) -> Option<String> {
 
 /// A hash no password matches, checked for unknown users so that they cost what known ones do
 /// and names cannot be told apart by timing. Made once, with the same parameters as real ones.
-pub fn decoy_hash() -> &'static str {
+fn decoy_hash() -> &'static str {
     static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     DECOY.get_or_init(|| {
         let random: [u8; 16] = rand::random();
@@ -318,11 +318,19 @@ async fn on_hash_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'stati
     rx.await.ok()
 }
 
-/// [`verify_password`] on the hashing threads.
-pub async fn verify_password_async(password: Vec<u8>, hash: String) -> bool {
-    on_hash_thread(move || verify_password(&password, &hash))
-        .await
-        .unwrap_or(false)
+/// [`verify_password`] on the hashing threads; with no hash (an unknown user), the password is
+/// checked against [`decoy_hash`] (made there too, the first time) and `false` returned.
+pub async fn verify_password_async(password: Vec<u8>, hash: Option<String>) -> bool {
+    on_hash_thread(move || match hash {
+        Some(h) => verify_password(&password, &h),
+        None => {
+            // The work is the point: the answer is no, whatever the decoy says.
+            std::hint::black_box(verify_password(&password, decoy_hash()));
+            false
+        }
+    })
+    .await
+    .unwrap_or(false)
 }
 
 /// [`hash_password`] on the hashing threads (`None` also if they are gone).

@@ -235,11 +235,8 @@ impl Bridge {
             metrics::counter!("natter_logins_throttled_total").increment(1);
             return Ok(None);
         }
-        let hash = record.as_ref().map_or_else(
-            || auth::decoy_hash().to_owned(),
-            |r| r.password_hash.clone(),
-        );
-        let ok = auth::verify_password_async(password.to_vec(), hash).await && record.is_some();
+        let hash = record.as_ref().map(|r| r.password_hash.clone());
+        let ok = auth::verify_password_async(password.to_vec(), hash).await;
         if ok {
             self.logins.succeeded(remote, user);
             Ok(record)

@@ -924,16 +924,8 @@ impl Drop for Redis {
     }
 }
 
-/// The CONNACK return code of an MQTT 3.1.1 CONNECT (clean session) sent by hand from the
-/// source address `from` (any of 127.0.0.0/8), so a test can be several clients on one machine.
-pub async fn connack_from(
-    from: &str,
-    port: u16,
-    client_id: &str,
-    user: &str,
-    password: &str,
-) -> u8 {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// An MQTT 3.1.1 CONNECT packet (clean session, user name and password).
+fn connect_packet(client_id: &str, user: &str, password: &str, keepalive: u16) -> Vec<u8> {
     fn string(v: &mut Vec<u8>, s: &str) {
         v.extend((s.len() as u16).to_be_bytes());
         v.extend(s.as_bytes());
@@ -942,11 +934,12 @@ pub async fn connack_from(
     string(&mut body, "MQTT");
     body.push(4); // 3.1.1
     body.push(0xC2); // username, password, clean session
-    body.extend(30u16.to_be_bytes());
+    body.extend(keepalive.to_be_bytes());
     string(&mut body, client_id);
     string(&mut body, user);
     string(&mut body, password);
     let mut packet = vec![0x10];
+    // The remaining length, 7 bits a byte.
     let mut len = body.len();
     loop {
         let byte = (len % 128) as u8;
@@ -957,6 +950,20 @@ pub async fn connack_from(
         }
     }
     packet.extend(body);
+    packet
+}
+
+/// The CONNACK return code of an MQTT 3.1.1 CONNECT (clean session) sent by hand from the
+/// source address `from` (any of 127.0.0.0/8), so a test can be several clients on one machine.
+pub async fn connack_from(
+    from: &str,
+    port: u16,
+    client_id: &str,
+    user: &str,
+    password: &str,
+) -> u8 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let packet = connect_packet(client_id, user, password, 30);
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
     let mut s = socket
@@ -983,21 +990,7 @@ pub fn raw_connect(
     keepalive: u16,
 ) -> std::net::TcpStream {
     use std::io::{Read, Write};
-    fn string(v: &mut Vec<u8>, s: &str) {
-        v.extend((s.len() as u16).to_be_bytes());
-        v.extend(s.as_bytes());
-    }
-    let mut body = Vec::new();
-    string(&mut body, "MQTT");
-    body.push(4); // 3.1.1
-    body.push(0xC2); // username, password, clean session
-    body.extend(keepalive.to_be_bytes());
-    string(&mut body, client_id);
-    string(&mut body, user);
-    string(&mut body, password);
-    assert!(body.len() < 128, "one-byte remaining length");
-    let mut packet = vec![0x10, body.len() as u8];
-    packet.extend(body);
+    let packet = connect_packet(client_id, user, password, keepalive);
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(WAIT)).unwrap();
     s.write_all(&packet).unwrap();
