@@ -542,3 +542,21 @@ async fn being_added_to_groups_by_a_stranger_is_an_invitation_that_fills_nothing
         .await;
     assert_eq!(g["group"]["members"], json!(["alice", "bob"]), "{g}");
 }
+
+#[tokio::test]
+async fn an_unknown_user_costs_the_same_password_check_as_a_known_one() {
+    let s = Server::with_users(&["bob"]);
+    let checks = || common::metric(&s.metrics(), "natter_password_checks_total");
+    let before = checks();
+    assert_eq!(
+        connack_from("127.0.0.1", s.mqtt, "bob:x", "bob", "wrong").await,
+        4
+    );
+    let known = checks() - before;
+    assert_eq!(
+        connack_from("127.0.0.1", s.mqtt, "nobody:x", "nobody", "wrong").await,
+        4
+    );
+    let unknown = checks() - before - known;
+    assert_eq!((known, unknown), (1.0, 1.0), "one argon2 check each");
+}

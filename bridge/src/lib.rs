@@ -236,6 +236,8 @@ impl Bridge {
             return Ok(None);
         }
         let hash = record.as_ref().map(|r| r.password_hash.clone());
+        // Counted for known and unknown users alike: both cost one argon2 check.
+        metrics::counter!("natter_password_checks_total").increment(1);
         let ok = auth::verify_password_async(password.to_vec(), hash).await;
         if ok {
             self.logins.succeeded(remote, user);
