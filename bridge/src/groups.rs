@@ -632,3 +632,46 @@ impl Bridge {
         Ok((chat.key(me), members))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Any JSON value at all, a few levels deep.
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            ".{0,12}".prop_map(Value::from),
+            "(g/)?[a-z0-9]{0,30}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(3, 24, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                proptest::collection::hash_map(".{0,6}", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        /// The group parameters of any request: read or refused, never a panic; what is read
+        /// is valid ids, each member once.
+        #[test]
+        fn group_request_parameters_are_read_or_refused(group in json_value(), members in json_value()) {
+            let mut p = Map::new();
+            p.insert("group".into(), group);
+            p.insert("members".into(), members);
+            if let Ok(id) = group_param(&p) {
+                prop_assert!(GroupId::new(id.as_str()).is_ok());
+            }
+            if let Ok(list) = members_param(&p, true) {
+                let unique: HashSet<&UserId> = list.iter().collect();
+                prop_assert_eq!(unique.len(), list.len());
+                prop_assert!(list.iter().all(|u| UserId::new(u.as_str()).is_ok()));
+            }
+        }
+    }
+}
