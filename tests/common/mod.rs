@@ -96,46 +96,34 @@ impl Server {
     /// Starts natter with `http` keys in its `[http]` table (`header_timeout_secs = 1`) and
     /// `extra` TOML appended to the test config.
     pub fn start_with_http(http: &str, extra: &str) -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = Server {
-            dir,
-            data: None,
-            mqtt: free_port(),
-            ws: free_port(),
-            http: free_port(),
-            extra: extra.into(),
-            http_extra: http.into(),
-            soft_nofile: None,
-            child: None,
-        };
+        let mut s = Self::unstarted();
+        s.extra = extra.into();
+        s.http_extra = http.into();
         s.spawn();
         s
     }
 
     /// Starts natter under a soft limit of `soft` open files (its hard limit unchanged).
     pub fn start_with_soft_nofile(soft: u64) -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = Server {
-            dir,
-            data: None,
-            mqtt: free_port(),
-            ws: free_port(),
-            http: free_port(),
-            extra: String::new(),
-            http_extra: String::new(),
-            soft_nofile: Some(soft),
-            child: None,
-        };
+        let mut s = Self::unstarted();
+        s.soft_nofile = Some(soft);
         s.spawn();
         s
     }
 
     /// Starts natter with its data directory at `data` (e.g. on a small disk).
     pub fn start_on_data_dir(data: &Path) -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = Server {
-            dir,
-            data: Some(data.to_owned()),
+        let mut s = Self::unstarted();
+        s.data = Some(data.to_owned());
+        s.spawn();
+        s
+    }
+
+    /// A server on free ports with its own directory, not started yet.
+    fn unstarted() -> Server {
+        Server {
+            dir: tempfile::tempdir().unwrap(),
+            data: None,
             mqtt: free_port(),
             ws: free_port(),
             http: free_port(),
@@ -143,9 +131,7 @@ impl Server {
             http_extra: String::new(),
             soft_nofile: None,
             child: None,
-        };
-        s.spawn();
-        s
+        }
     }
 
     pub fn config_path(&self) -> PathBuf {
