@@ -167,10 +167,14 @@ fn picks_packages(args: &[OsString]) -> bool {
 }
 
 /// The workspace root: the folder above this crate's.
-fn workspace_root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask/ lies inside the workspace")
+fn workspace_root() -> PathBuf {
+    // `cargo run` sets it for the checkout being worked in; the path compiled in is only a
+    // fallback (a binary built in another checkout that shares the target directory would
+    // otherwise test that checkout).
+    let manifest = env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest.parent().map(Path::to_path_buf).unwrap_or(manifest)
 }
 
 /// The tools of [`TOOLS`] that no folder of `path` holds.
