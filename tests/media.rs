@@ -115,6 +115,14 @@ async fn media_url(c: &mut Mqtt, id: &str) -> Result<String, Value> {
 }
 
 /// Sends a message carrying `id` and returns the PUBACK reason (and the error, if refused).
+/// Sending upload `id` in `chat` is refused because its bytes never arrived (nothing was kept).
+async fn refused_as_not_uploaded(c: &mut Mqtt, chat: &str, id: &str, cid: &str) {
+    let (r, err) = send_media(c, chat, id, cid).await;
+    assert_eq!(r, PubAckReason::PayloadFormatInvalid);
+    let message = err["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("not uploaded"), "{err}");
+}
+
 async fn send_media(c: &mut Mqtt, chat: &str, id: &str, cid: &str) -> (PubAckReason, Value) {
     let payload = json!({"cid": cid, "type": "image", "body": "look",
                          "media": {"id": id, "name": "cat.png"}});
@@ -217,15 +225,7 @@ async fn tampered_and_expired_urls_are_refused() {
         assert_eq!(status, 403, "{bad}: {body}");
     }
     // A refused PUT kept nothing: the upload cannot be sent.
-    let (r, err) = send_media(&mut alice, "u/bob", &id, "early").await;
-    assert_eq!(r, PubAckReason::PayloadFormatInvalid);
-    assert!(
-        err["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("not uploaded"),
-        "{err}"
-    );
+    refused_as_not_uploaded(&mut alice, "u/bob", &id, "early").await;
 
     assert_eq!(put(&url, "image/png", &photo).0, 200);
     let (r, _) = send_media(&mut alice, "u/bob", &id, "m1").await;
@@ -584,15 +584,7 @@ async fn an_upload_still_arriving_when_its_url_expires_is_cut_off_and_keeps_noth
 
     // Nothing was kept: no file, the upload cannot be sent or fetched, and a new one works.
     assert!(!s.data_dir().join("media").join(&id).exists());
-    let (r, err) = send_media(&mut alice, "u/alice", &id, "cut").await;
-    assert_eq!(r, PubAckReason::PayloadFormatInvalid);
-    assert!(
-        err["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("not uploaded"),
-        "{err}"
-    );
+    refused_as_not_uploaded(&mut alice, "u/alice", &id, "cut").await;
     assert_eq!(
         media_url(&mut alice, &id).await.unwrap_err()["code"],
         "bad_request"

@@ -103,14 +103,22 @@ pub(crate) async fn install(scx: &ServerContext, parts: Parts) {
     register.start().await;
 }
 
-/// Whether `c` may receive a delivery on chat topic `topic`: their own `u/{me}/…`, their own
-/// device's `d/{me}/{device}`, and presence (`p/…`, whose subscription the bridge checked).
-fn may_receive(c: &Client, topic: &str) -> bool {
-    let levels: Vec<&str> = topic.split('/').collect();
-    match levels.as_slice() {
-        ["u", user, ..] => *user == c.user.as_str(),
-        ["d", user, device] => *user == c.user.as_str() && *device == c.device.as_str(),
-        ["p", _] => true,
+/// Whether session `s` may receive a delivery on chat topic `topic`: its user's own `u/{me}/…`,
+/// its own device's `d/{me}/{device}`, and presence (`p/…`, whose subscription the bridge
+/// checked); an anonymous session none. Runs for every chat delivery, so it reads the client
+/// id in place (authentication accepted only `{user}:{device}` ids on the other listeners).
+fn may_receive(s: &Session, topic: &str) -> bool {
+    if s.id.lid == ANONYMOUS_LISTENER {
+        return false;
+    }
+    let Some((user, device)) = s.id.client_id.split_once(':') else {
+        return false;
+    };
+    let mut levels = topic.split('/');
+    match (levels.next(), levels.next(), levels.next(), levels.next()) {
+        (Some("u"), Some(u), _, _) => u == user,
+        (Some("d"), Some(u), Some(d), None) => u == user && d == device,
+        (Some("p"), Some(_), None, _) => true,
         _ => false,
     }
 }
@@ -302,8 +310,7 @@ impl Handler for Hooks {
                 // offline session): a chat topic carries only what the bridge published, to
                 // whoever may read it.
                 if reaches_chat(&p.topic) {
-                    let ok = from.is_system()
-                        && matches!(who(s), Some(Who::User(c)) if may_receive(&c, &p.topic));
+                    let ok = from.is_system() && may_receive(s, &p.topic);
                     if !ok {
                         tracing::warn!(
                             to = %s.id.client_id,
@@ -329,10 +336,11 @@ impl Handler for Hooks {
                     // is being set up, and the client id must stay counted for the successor.
                     let (sessions, scx) = (self.sessions.clone(), self.scx.clone());
                     let client_id = s.id.client_id.to_string();
+                    let at = std::time::Instant::now();
                     tokio::spawn(async move {
                         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                         let shared = scx.extends.shared().await;
-                        sessions.ended(c.user.as_str(), &client_id, |id| shared.exist(id));
+                        sessions.ended(c.user.as_str(), &client_id, at, |id| shared.exist(id));
                     });
                 }
                 (true, acc)

@@ -49,15 +49,24 @@ impl Sessions {
         true
     }
 
-    /// Forgets `client_id` once rmqtt has ended its session (`exists` says whether a newer one
-    /// took its place).
-    pub(crate) fn ended(&self, user: &str, client_id: &str, exists: impl Fn(&str) -> bool) {
+    /// Forgets `client_id` once rmqtt has ended the session it had at `at` (`exists` says
+    /// whether a newer one took its place). An id admitted again after `at` is a new CONNECT
+    /// still being set up: it stays.
+    pub(crate) fn ended(
+        &self,
+        user: &str,
+        client_id: &str,
+        at: Instant,
+        exists: impl Fn(&str) -> bool,
+    ) {
         if exists(client_id) {
             return;
         }
         let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(ids) = users.get_mut(user) {
-            ids.remove(client_id);
+            if ids.get(client_id).is_some_and(|admitted| *admitted <= at) {
+                ids.remove(client_id);
+            }
             if ids.is_empty() {
                 users.remove(user);
             }
@@ -78,8 +87,18 @@ mod tests {
         assert!(!s.admit("bob", "bob:c", live));
         assert!(s.admit("bob", "bob:a", live), "a known device reconnects");
         assert!(s.admit("alice", "alice:a", live), "others are untouched");
-        s.ended("bob", "bob:b", |_| false);
+        // bob:a is connecting again when its old session's end is seen: it stays counted.
+        let gone = Instant::now();
+        std::thread::sleep(Duration::from_millis(2));
+        assert!(s.admit("bob", "bob:a", |_| false));
+        s.ended("bob", "bob:a", gone, |_| false);
+        s.ended("bob", "bob:b", Instant::now(), |_| false);
         assert!(s.admit("bob", "bob:c", |id| id == "bob:a"));
+        let live = |id: &str| id == "bob:a" || id == "bob:c";
+        assert!(
+            !s.admit("bob", "bob:d", live),
+            "bob:a and bob:c fill both places"
+        );
     }
 
     #[test]
