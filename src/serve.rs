@@ -1,6 +1,7 @@
 //! `natter serve`: open everything in dependency order, fail early with the config key at
 //! fault, then run until told to stop.
 
+use natter_types::clock::now_ms;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -415,13 +416,6 @@ async fn reload_on_sighup(certs: natter_broker::tls::Certs) {
     }
     #[cfg(not(unix))]
     let _ = certs;
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 async fn shutdown_signal() {

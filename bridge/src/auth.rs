@@ -4,8 +4,8 @@
 //! Password checks are deliberately slow (argon2id), so they run on the blocking pool and never
 //! stall the connections being served.
 
+use natter_types::clock::now_secs;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use argon2::password_hash::{
     rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
@@ -72,13 +72,6 @@ pub struct Tokens {
 
 /// The `iss` of natter's own tokens.
 pub const NATTER_ISSUER: &str = "natter";
-
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
 
 /// Reads the HS256 key, making a random one (mode 0600) when the file does not exist yet.
 fn load_or_make_key(path: &Path) -> Result<Vec<u8>, String> {

@@ -34,13 +34,7 @@ use natter_types::{ChatAddr, Client, UserId};
 
 pub use error::ChatError;
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+pub use natter_types::clock::now_ms;
 
 /// The chat side of natter. One per process, shared by every connection.
 pub struct Bridge {

@@ -5,7 +5,7 @@
 //! The config refuses such filters as written; [`Rules`] checks again after `%u` is replaced,
 //! at match time, because a user named `u` turns `%u/#` into `u/#`.
 
-use natter_config::{Config, CHAT_NAMESPACES};
+use natter_config::Config;
 
 /// One compiled `[[acl]]` rule.
 #[derive(Debug, Clone)]
@@ -36,12 +36,7 @@ fn name_matches(pattern: &str, name: &str) -> bool {
     }
 }
 
-/// Whether `filter` (or a topic) could reach a chat topic: its first level is a chat namespace
-/// or a wildcard. Such a filter is the chat rules' business, never an operator rule's.
-pub fn reaches_chat(filter: &str) -> bool {
-    let first = filter.split('/').next().unwrap_or_default();
-    first == "+" || first == "#" || CHAT_NAMESPACES.contains(&first)
-}
+pub use natter_types::topic::reaches_chat;
 
 /// Whether a concrete `topic` matches `filter` (MQTT rules; `$` topics only match filters that
 /// name `$` explicitly).

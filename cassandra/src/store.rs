@@ -1,9 +1,9 @@
 //! Each [`Store`] call as CQL: which partitions it reads, which rows it writes and in which
 //! batches.
 
+use natter_types::clock::now_ms;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
@@ -75,13 +75,6 @@ fn big(n: u64) -> CqlValue {
 
 fn blob(id: MsgId) -> CqlValue {
     CqlValue::Blob(id_blob(id))
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 fn to_json<T: serde::Serialize>(v: &T) -> Result<String> {

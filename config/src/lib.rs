@@ -1229,7 +1229,7 @@ fn is_http_url(s: &str) -> bool {
 }
 
 /// Topics a config rule may never open, because the chat rules own them.
-pub const CHAT_NAMESPACES: [&str; 8] = ["u", "d", "p", "m", "r", "t", "q", "g"];
+pub use natter_types::topic::CHAT_NAMESPACES;
 
 fn check_filters(key: &str, filters: &[String]) -> Result<(), ConfigError> {
     for f in filters {

@@ -9,10 +9,11 @@
 
 mod sign;
 
+use natter_types::clock::now_ms;
 use std::net::SocketAddr;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::stream::{BoxStream, Stream, StreamExt, TryStreamExt};
@@ -129,13 +130,6 @@ pub struct Media {
     uploads: Semaphore,
     /// How long an upload waits for a slot in `uploads`.
     upload_wait: Duration,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// The moment a local URL expiring at `exp` (Unix seconds, as in its query) stops working, on

@@ -10,6 +10,7 @@
 mod apns;
 mod fcm;
 
+use natter_types::clock::now_secs;
 use std::time::Duration;
 
 use natter_config::PushConfig;
@@ -200,13 +201,6 @@ fn read_key(key: &'static str, path: &std::path::Path) -> Result<Vec<u8>, PushEr
         path: path.display().to_string(),
         reason: e.to_string(),
     })
-}
-
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

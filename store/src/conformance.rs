@@ -67,10 +67,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
 /// found by the sweep and forgotten.
 pub async fn media_goes_from_pending_to_ready_to_expired_with_its_messages(store: &dyn Store) {
     let (a, b) = (user("media-a"), user("media-b"));
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
+    let now = natter_types::clock::now_ms();
     let rec = |state| MediaRecord {
         id: MediaId::generate(),
         owner: a.clone(),

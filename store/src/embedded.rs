@@ -5,9 +5,10 @@
 //! many sends share one fsync; alone, a send waits for just its own. Being the only writer of
 //! messages is also what makes each user's inbox seq gap-free without locks.
 
+use natter_types::clock::now_ms;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use natter_types::{ChatKey, GroupId, MsgId, Seq, UserId};
@@ -226,13 +227,6 @@ fn storage<E: std::fmt::Display>(e: E) -> StoreError {
 
 fn corrupt<E: std::fmt::Display>(e: E) -> StoreError {
     StoreError::Corrupt(e.to_string())
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 impl EmbeddedStore {

@@ -5,6 +5,9 @@
 //! rest of the code can trust it. This crate must never grow behaviour beyond parsing and
 //! formatting: it sits below every other crate, and anything it depends on, they all do.
 
+pub mod clock;
+pub mod topic;
+
 use std::fmt;
 use std::str::FromStr;
 
