@@ -282,7 +282,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let broker = Broker::new(config.clone()).await;
     let bridge = Arc::new(Bridge::new(
         store.clone(),
-        broker.handle(),
+        Arc::new(broker.handle()),
         tokens,
         config.clone(),
         presence,

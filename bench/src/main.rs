@@ -190,7 +190,7 @@ fn print_report(name: &str, total: usize, elapsed: Duration, stats: &Stats) {
         ("delivery", &stats.delivery),
         ("receipt", &stats.receipt),
     ] {
-        if h.len() > 0 {
+        if !h.is_empty() {
             println!(
                 "{label:<15} p50 {:.2} ms  p99 {:.2} ms  p999 {:.2} ms  max {:.2} ms",
                 ms(h.value_at_quantile(0.5)),
@@ -221,10 +221,13 @@ fn sent_at(payload: &[u8]) -> Option<u64> {
     s[i..end].parse().ok()
 }
 
+/// A user name and password.
+type Credentials = (String, String);
+
 /// Who connects, and what they publish.
 struct Plan {
     /// (client id, credentials, topic to subscribe) per receiver.
-    receivers: Vec<(String, Option<(String, String)>, String)>,
+    receivers: Vec<(String, Option<Credentials>, String)>,
     /// Per sender: client id, credentials, the topics it publishes to (one picked at random
     /// per publish), and a topic whose `delivered` receipts it times (`direct`).
     senders: Vec<Sender>,

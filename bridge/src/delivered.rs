@@ -12,12 +12,11 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use natter_broker::BrokerHandle;
 use natter_store::{ReceiptMark, ReceiptStatus, Store};
-use natter_types::{ChatKey, MsgId, UserId};
+use natter_types::{clock::now_ms, ChatKey, MsgId, UserId};
 use tokio::sync::mpsc;
 
-use crate::receipts::tell_sender;
+use crate::outbound::{Outbox, Receipt};
 use crate::wire::Receipted;
 
 /// Most marks in one store write.
@@ -48,10 +47,10 @@ pub(crate) struct Delivered {
 
 impl Delivered {
     /// Starts the recording task; needs a tokio runtime.
-    pub(crate) fn start(store: Arc<dyn Store>, broker: BrokerHandle) -> Delivered {
+    pub(crate) fn start(store: Arc<dyn Store>, outbox: Outbox) -> Delivered {
         let (tx, rx) = mpsc::channel(QUEUE);
         let pending = Arc::new(AtomicUsize::new(0));
-        tokio::spawn(record(store, broker, rx, pending.clone()));
+        tokio::spawn(record(store, outbox, rx, pending.clone()));
         Delivered { tx, pending }
     }
 
@@ -73,7 +72,7 @@ impl Delivered {
 /// Records every waiting ack in one store write, then tells the senders; again and again.
 async fn record(
     store: Arc<dyn Store>,
-    broker: BrokerHandle,
+    outbox: Outbox,
     mut rx: mpsc::Receiver<Ack>,
     pending: Arc<AtomicUsize>,
 ) {
@@ -91,6 +90,7 @@ async fn record(
             .collect();
         match store.mark(marks).await {
             Ok(fresh) => {
+                let now = now_ms();
                 for (a, new) in acks.iter().zip(fresh) {
                     if new {
                         let about = Receipted {
@@ -99,7 +99,7 @@ async fn record(
                             id: a.id,
                             cid: a.cid.as_deref(),
                         };
-                        tell_sender(&broker, about, ReceiptStatus::Delivered, &a.by).await;
+                        outbox.receipt(about, Receipt::Delivered(&a.by), now).await;
                     }
                 }
             }

@@ -1,22 +1,32 @@
 //! The chat logic between the broker and the store: who may connect, subscribe and publish;
 //! the send pipeline (validate, deduplicate, commit, receipt, fan-out); requests (`q/…`).
 //!
-//! The bridge implements the broker's [`natter_broker::Gate`] and publishes back through a
-//! [`natter_broker::BrokerHandle`]; it never sees an MQTT library type. It must never answer a
-//! publish before the store has committed what that answer promises.
+//! The bridge implements the broker's [`natter_broker::Gate`] and publishes back through
+//! [`outbound::Outbox`] over an [`outbound::Broker`]; it never sees an MQTT library type. It
+//! must never answer a publish before the store has committed what that answer promises.
+//!
+//! One module per concept, each owning its state: [`chats`] (who may use a chat), [`send`]
+//! (the send pipeline), [`receipts`] and [`delivered`] (receipts), [`typing`], [`devices`]
+//! (connections and presence transitions), [`groups`] (the group cache and change rules),
+//! [`requests`] (one file per `q/{method}`), [`push`], [`media`], [`users`], [`auth`] and
+//! [`logins`] (credentials), [`outbound`] (everything natter publishes), [`wire`] (the JSON).
 
 pub mod auth;
+mod chats;
 mod delivered;
+mod devices;
 mod error;
 mod groups;
 mod limits;
 mod logins;
 pub mod media;
+pub mod outbound;
 pub mod presence;
 mod push;
 mod receipts;
 mod requests;
 mod send;
+mod typing;
 pub mod users;
 mod wire;
 
@@ -27,24 +37,24 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use natter_broker::{AuthVerdict, BrokerHandle, Gate, PublishVerdict};
+use natter_broker::{AuthVerdict, Gate, PublishVerdict};
 use natter_config::Config;
 use natter_store::Store;
-use natter_types::{ChatAddr, Client, UserId};
+use natter_types::topic::Inbound;
+use natter_types::{Client, UserId};
 
 pub use error::ChatError;
-
-pub use natter_types::clock::now_ms;
 
 /// The chat side of natter. One per process, shared by every connection.
 pub struct Bridge {
     store: Arc<dyn Store>,
-    broker: BrokerHandle,
+    /// Everything natter publishes goes through it.
+    outbox: outbound::Outbox,
     tokens: Arc<auth::Tokens>,
     config: Arc<Config>,
     groups: groups::Groups,
     presence: Arc<dyn presence::PresenceBackend>,
-    devices: receipts::Devices,
+    devices: devices::Devices,
     /// Device acks waiting to become delivered receipts.
     delivered: delivered::Delivered,
     message_rate: limits::Rate<UserId>,
@@ -79,57 +89,27 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// A topic a client published to, as the protocol reads it.
-enum Inbound<'a> {
-    Message(ChatAddr),
-    Read(ChatAddr),
-    Typing(ChatAddr),
-    Request(&'a str),
-}
-
-impl Inbound<'_> {
-    /// The `kind` label of the messages-in counter.
-    fn kind(&self) -> &'static str {
-        match self {
-            Inbound::Message(_) => "message",
-            Inbound::Read(_) => "read",
-            Inbound::Typing(_) => "typing",
-            Inbound::Request(_) => "request",
-        }
-    }
-}
-
-fn parse_topic(topic: &str) -> Option<Inbound<'_>> {
-    let (head, rest) = topic.split_once('/')?;
-    match head {
-        "m" => rest.parse().ok().map(Inbound::Message),
-        "r" => rest.parse().ok().map(Inbound::Read),
-        "t" => rest.parse().ok().map(Inbound::Typing),
-        "q" if !rest.is_empty() && !rest.contains('/') => Some(Inbound::Request(rest)),
-        _ => None,
-    }
-}
-
 impl Bridge {
     /// A bridge over `store`, publishing through `broker`.
     pub fn new(
         store: Arc<dyn Store>,
-        broker: BrokerHandle,
+        broker: Arc<dyn outbound::Broker>,
         tokens: Arc<auth::Tokens>,
         config: Arc<Config>,
         presence: Arc<dyn presence::PresenceBackend>,
         pusher: Option<natter_push::Pusher>,
         media: Arc<natter_media::Media>,
     ) -> Bridge {
-        let delivered = delivered::Delivered::start(store.clone(), broker.clone());
+        let outbox = outbound::Outbox::new(broker);
+        let delivered = delivered::Delivered::start(store.clone(), outbox.clone());
         Bridge {
             delivered,
+            groups: groups::Groups::new(store.clone()),
             store,
-            broker,
+            outbox,
             tokens,
-            groups: groups::Groups::default(),
             presence,
-            devices: receipts::Devices::default(),
+            devices: devices::Devices::default(),
             message_rate: limits::Rate::new(
                 config.limits.messages_per_sec,
                 config.limits.messages_burst,
@@ -242,18 +222,6 @@ impl Bridge {
         }
     }
 
-    /// Publishes `payload` to one device's `d/{user}/{device}` topic.
-    async fn to_device(&self, client: &Client, payload: Bytes) {
-        self.broker
-            .publish(
-                &format!("d/{}/{}", client.user, client.device),
-                payload,
-                true,
-                false,
-            )
-            .await;
-    }
-
     async fn handle_publish(
         &self,
         client: &Client,
@@ -267,7 +235,7 @@ impl Bridge {
                 limit,
             });
         }
-        let inbound = parse_topic(topic);
+        let inbound = Inbound::parse(topic);
         let kind = inbound.as_ref().map_or("unknown", Inbound::kind);
         metrics::counter!("natter_messages_in_total", "kind" => kind).increment(1);
         if self.closing.load(Ordering::SeqCst) {
@@ -293,23 +261,6 @@ impl Bridge {
             Some(Inbound::Read(chat)) => self.read(client, &chat, &payload).await,
             Some(Inbound::Typing(chat)) => self.typing(client, &chat, &payload).await,
             None => Err(ChatError::UnknownTopic(topic.to_owned())),
-        }
-    }
-
-    /// When `user`'s account was created (Unix ms): they see nothing older, so someone created
-    /// under a removed user's name inherits none of it. 0 for no account.
-    async fn account_since(&self, user: &UserId) -> Result<u64, ChatError> {
-        Ok(self.store.user(user).await?.map_or(0, |u| u.created_ms))
-    }
-
-    /// Whether the asking user may read chat `chat` (as they address it).
-    async fn may_read(&self, me: &UserId, chat: &ChatAddr) -> Result<bool, ChatError> {
-        match chat {
-            // Anyone may open a one-to-one chat with an existing user; its key contains the
-            // asker, so it can only ever be their own chat.
-            ChatAddr::User(peer) => Ok(self.store.user(peer).await?.is_some()),
-            // Only current members read a group: a removed member reads nothing more.
-            ChatAddr::Group(g) => Ok(self.group(g).await?.is_some_and(|g| g.member(me).is_some())),
         }
     }
 }
@@ -374,7 +325,7 @@ impl Gate for Bridge {
                     let cid = send::peek_field(&payload, "cid");
                     wire::publish_error(topic, cid.as_ref().and_then(|c| c.as_str()), &e)
                 };
-                self.to_device(client, report).await;
+                self.outbox.to_device(client, report).await;
                 PublishVerdict::Refused(e.refusal(), e.to_string())
             }
         }
@@ -395,17 +346,4 @@ impl Gate for Bridge {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    proptest::proptest! {
-        /// Any topic a client may publish to: read as one of the protocol's, or as none, never
-        /// a panic; a request method is one level.
-        #[test]
-        fn any_topic_is_read_or_refused(topic in "[a-z/+#$]{0,3}(/[a-zA-Z0-9_.:+#-]{0,8}){0,4}") {
-            if let Some(Inbound::Request(m)) = parse_topic(&topic) {
-                proptest::prop_assert!(!m.is_empty() && !m.contains('/'));
-            }
-        }
-    }
-}
+mod tests;

@@ -1,5 +1,6 @@
-//! Media: the `media.upload` and `media.url` requests, the upload a Send carries, the checks
-//! behind the local upload and download routes, and the retention sweep.
+//! Media: who may send and fetch an upload, the upload a message carries, the checks behind
+//! the local upload and download routes, and the retention sweep (the `media.upload` and
+//! `media.url` requests are in [`crate::requests`]).
 //!
 //! Who may do what lives here, not in the media service: only the uploader may send an upload,
 //! only members of a chat it was sent in may download it, and an upload counts only once its
@@ -13,16 +14,15 @@ use bytes::Bytes;
 use futures::stream::{BoxStream, Stream};
 use natter_media::{MediaError, Verb};
 use natter_store::{MediaRecord, MediaState, StoreError};
-use natter_types::{ChatKey, Client, MediaId, UserId};
-use serde_json::{json, Map, Value};
+use natter_types::clock::now_ms;
+use natter_types::{ChatKey, MediaId, UserId};
+use serde_json::{json, Value};
 
-use crate::wire::{obj, MediaRef};
-use crate::{now_ms, Bridge, ChatError};
+use crate::wire::MediaRef;
+use crate::{Bridge, ChatError};
 
 /// Most messages one upload may be sent in (forwards): bounds its record.
 const MAX_SENDS: usize = 1000;
-/// Longest MIME type accepted.
-const MAX_MIME: usize = 127;
 /// How long an abandoned upload (announced, never completed) is kept after its URL expired.
 const ABANDONED_AFTER_MS: u64 = 3600 * 1000;
 /// Records handled per store read in a sweep.
@@ -145,27 +145,13 @@ impl From<MediaError> for ChatError {
     }
 }
 
-fn str_param<'a>(params: &'a Map<String, Value>, key: &str) -> Result<&'a str, ChatError> {
-    params
-        .get(key)
-        .and_then(Value::as_str)
-        .ok_or_else(|| ChatError::BadRequest(format!("`{key}` (a string) is required")))
-}
-
-/// The upload a request names, in `media` (`id` is the request's own id).
-fn media_id(params: &Map<String, Value>) -> Result<MediaId, ChatError> {
-    let id = str_param(params, "media")?;
-    id.parse()
-        .map_err(|e: natter_types::NameError| ChatError::BadRequest(e.to_string()))
-}
-
 /// The same answer for an unknown id and someone else's: ids cannot be probed.
-fn not_yours(id: &MediaId) -> ChatError {
+pub(crate) fn not_yours(id: &MediaId) -> ChatError {
     ChatError::NotAuthorized(format!("media {id} is not in any chat of yours"))
 }
 
 /// A MIME type without parameters, lowercase (`Image/PNG; q=1` → `image/png`).
-fn essence(mime: &str) -> String {
+pub(crate) fn essence(mime: &str) -> String {
     mime.split(';')
         .next()
         .unwrap_or("")
@@ -174,89 +160,6 @@ fn essence(mime: &str) -> String {
 }
 
 impl Bridge {
-    /// `media.upload {mime, size, sha256?}`: records the upload and hands out where to PUT it.
-    pub(crate) async fn media_upload(
-        &self,
-        client: &Client,
-        params: &Map<String, Value>,
-    ) -> Result<Map<String, Value>, ChatError> {
-        let mime = essence(str_param(params, "mime")?);
-        if mime.len() > MAX_MIME || !mime.contains('/') {
-            return Err(ChatError::BadRequest(format!(
-                "`mime` {mime:?} is not a MIME type"
-            )));
-        }
-        let size = params
-            .get("size")
-            .and_then(Value::as_u64)
-            .ok_or_else(|| ChatError::BadRequest("`size` (bytes, a number) is required".into()))?;
-        let sha256 = match params.get("sha256") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(h)) if h.len() == 64 && h.bytes().all(|c| c.is_ascii_hexdigit()) => {
-                Some(h.to_ascii_lowercase())
-            }
-            Some(_) => {
-                return Err(ChatError::BadRequest(
-                    "`sha256` must be 64 hex digits".into(),
-                ))
-            }
-        };
-        self.media.check_announce(&mime, size)?;
-        let id = MediaId::generate();
-        let url = self
-            .media
-            .signed_url(&Verb::Put { size, mime: &mime }, &id)
-            .await?;
-        self.store
-            .media_create(MediaRecord {
-                id: id.clone(),
-                owner: client.user.clone(),
-                mime: mime.clone(),
-                size,
-                sha256,
-                state: MediaState::Pending,
-                sent_in: Vec::new(),
-            })
-            .await?;
-        Ok(obj(json!({
-            "media": id,
-            "url": url.url,
-            "method": "PUT",
-            "headers": {"content-type": mime},
-            "expires": url.expires_ms,
-        })))
-    }
-
-    /// `media.url {media}`: a download URL, for the uploader and members of a chat it was sent in.
-    pub(crate) async fn media_url(
-        &self,
-        client: &Client,
-        params: &Map<String, Value>,
-    ) -> Result<Map<String, Value>, ChatError> {
-        let id = media_id(params)?;
-        let rec = self.store.media(&id).await?.ok_or_else(|| not_yours(&id))?;
-        if !self.may_download(&client.user, &rec).await? {
-            return Err(not_yours(&id));
-        }
-        match rec.state {
-            MediaState::Ready => {}
-            MediaState::Pending => {
-                return Err(ChatError::BadRequest(format!(
-                    "media {id} is not uploaded yet"
-                )))
-            }
-            MediaState::Expired => return Err(ChatError::Gone(format!("media {id} expired"))),
-        }
-        let url = self.media.signed_url(&Verb::Get, &id).await?;
-        Ok(obj(json!({
-            "media": id,
-            "url": url.url,
-            "expires": url.expires_ms,
-            "mime": rec.mime,
-            "size": rec.size,
-        })))
-    }
-
     /// Whether `me` uploaded `rec`: the owner's name, and an upload not older than their
     /// account (one from before was a removed namesake's).
     async fn owns(&self, me: &UserId, rec: &MediaRecord) -> Result<bool, ChatError> {
@@ -264,7 +167,11 @@ impl Bridge {
     }
 
     /// The uploader, and current members of a chat a message carrying it was sent in.
-    async fn may_download(&self, me: &UserId, rec: &MediaRecord) -> Result<bool, ChatError> {
+    pub(crate) async fn may_download(
+        &self,
+        me: &UserId,
+        rec: &MediaRecord,
+    ) -> Result<bool, ChatError> {
         if self.owns(me, rec).await? {
             return Ok(true);
         }

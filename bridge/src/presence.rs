@@ -15,7 +15,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use natter_types::{DeviceId, UserId};
 
-use crate::now_ms;
+use natter_types::clock::now_ms;
 
 /// What a backend knows of a user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

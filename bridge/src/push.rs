@@ -13,12 +13,11 @@ use std::time::Duration;
 
 use natter_push::{backoff, Notification, Outcome, PushPlatform, Pusher};
 use natter_store::{PushJob, PushToken, StoredMessage};
-use natter_types::{ChatAddr, Client, UserId};
-use serde_json::{json, Map, Value};
+use natter_types::clock::now_ms;
+use natter_types::{ChatAddr, UserId};
 use tokio::sync::{mpsc, Notify};
 
-use crate::wire::obj;
-use crate::{now_ms, Bridge, ChatError};
+use crate::Bridge;
 
 /// Messages waiting for the push decision; past it, pushes are skipped (and counted), never
 /// the messages themselves.
@@ -27,8 +26,6 @@ const CANDIDATES: usize = 10_000;
 const SENDING: usize = 16;
 /// Longest notification text when previews are on.
 const PREVIEW_CHARS: usize = 120;
-/// Longest push token accepted (FCM's are ~160 bytes, APNs' 64 hex digits).
-const MAX_TOKEN: usize = 4096;
 
 /// A committed message and who might need a push for it.
 struct Candidate {
@@ -53,6 +50,11 @@ impl Push {
             candidates: tx,
             inbox: std::sync::Mutex::new(Some(rx)),
         }
+    }
+
+    /// Whether this server sends notifications through `platform`'s provider.
+    pub(crate) fn serves(&self, platform: PushPlatform) -> bool {
+        self.pusher.serves(platform)
     }
 }
 
@@ -136,7 +138,7 @@ impl Bridge {
         };
         let addr = m.chat.addr_for(user);
         let title = match &addr {
-            Some(ChatAddr::Group(g)) => match self.group(g).await {
+            Some(ChatAddr::Group(g)) => match self.groups.get(g).await {
                 Ok(Some(g)) => format!("{} in {}", m.from, g.name),
                 _ => m.from.to_string(),
             },
@@ -252,55 +254,5 @@ impl Bridge {
         if let Err(e) = settled {
             tracing::warn!(error = %e, "push job not settled; it may be sent again");
         }
-    }
-
-    /// `push.register`: `{"platform": "fcm"|"apns", "token"}` for the asking device.
-    pub(crate) async fn push_register(
-        &self,
-        c: &Client,
-        p: &Map<String, Value>,
-    ) -> Result<Map<String, Value>, ChatError> {
-        let platform: PushPlatform = p
-            .get("platform")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .parse()
-            .map_err(ChatError::BadRequest)?;
-        let token = p.get("token").and_then(Value::as_str).unwrap_or("");
-        if token.is_empty()
-            || token.len() > MAX_TOKEN
-            || !token.bytes().all(|b| b.is_ascii_graphic())
-        {
-            return Err(ChatError::BadRequest(format!(
-                "`token` must be 1 to {MAX_TOKEN} printable ASCII characters"
-            )));
-        }
-        match &self.push {
-            Some(push) if push.pusher.serves(platform) => {}
-            _ => {
-                return Err(ChatError::Unsupported(format!(
-                    "this server does not send {} push notifications",
-                    platform.as_str()
-                )))
-            }
-        }
-        self.store
-            .push_register(PushToken {
-                user: c.user.clone(),
-                device: c.device.clone(),
-                platform,
-                token: token.to_owned(),
-            })
-            .await?;
-        Ok(obj(json!({"platform": platform.as_str()})))
-    }
-
-    /// `push.unregister`: the asking device gets no more notifications.
-    pub(crate) async fn push_unregister(
-        &self,
-        c: &Client,
-    ) -> Result<Map<String, Value>, ChatError> {
-        let removed = self.store.push_unregister(&c.user, &c.device).await?;
-        Ok(obj(json!({"removed": removed})))
     }
 }

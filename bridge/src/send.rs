@@ -4,6 +4,8 @@
 use natter_store::NewMessage;
 use natter_types::{ChatAddr, Client};
 
+use crate::chats::Members;
+use crate::outbound::Receipt;
 use crate::wire;
 use crate::{Bridge, ChatError};
 
@@ -23,7 +25,7 @@ impl Bridge {
     ) -> Result<(), ChatError> {
         let started = std::time::Instant::now();
         let mut send = wire::parse_send(payload)?;
-        let (key, readers) = self.chat_members(&client.user, chat).await?;
+        let Members { key, readers } = self.members(&client.user, chat).await?;
         let media = match send.media.take() {
             Some(r) => {
                 let (id, described) = self.attach_media(&client.user, r).await?;
@@ -47,17 +49,10 @@ impl Bridge {
             .await?;
         let committed = started.elapsed();
         let m = &appended.message;
-        self.broker
-            .publish(
-                &format!("u/{}/r", client.user),
-                wire::receipt(m.into(), "sent", None, m.ts),
-                true,
-                false,
-            )
-            .await;
+        self.outbox.receipt(m.into(), Receipt::Sent, m.ts).await;
         // A resend of a known cid gets its receipt again (the first may have been lost with the
         // PUBACK) but is delivered to nobody a second time (a duplicate has no seqs).
-        self.deliver(&appended).await;
+        self.outbox.messages(&appended).await;
         if !appended.duplicate {
             self.push_candidate(m, &readers);
         }

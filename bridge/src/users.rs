@@ -66,7 +66,7 @@ async fn hash(password: &str) -> Result<String, UserError> {
 pub async fn add(store: &dyn Store, name: &str, password: &str) -> Result<UserId, UserError> {
     let id = UserId::new(name)?;
     check_password(password)?;
-    let created_ms = crate::now_ms();
+    let created_ms = natter_types::clock::now_ms();
     let rec = UserRecord {
         id: id.clone(),
         password_hash: hash(password).await?,
@@ -146,7 +146,7 @@ impl crate::Bridge {
         }
         let id = UserId::new(name)?;
         self.logins.forget(&id);
-        let ended = self.broker.end_sessions(id.as_str()).await;
+        let ended = self.outbox.end_sessions(&id).await;
         tracing::info!(user = %id, sessions = ended, groups = changes.len(), "user removed");
         Ok(())
     }
@@ -158,7 +158,7 @@ impl crate::Bridge {
         passwd(&*self.store, name, password).await?;
         let id = UserId::new(name)?;
         self.logins.forget(&id);
-        let ended = self.broker.end_sessions(id.as_str()).await;
+        let ended = self.outbox.end_sessions(&id).await;
         tracing::info!(user = %id, sessions = ended, "password changed");
         Ok(())
     }

@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::error::ChatError;
+use crate::outbound::Receipt;
 
 /// Message types a client may send.
 pub const SEND_TYPES: [&str; 7] = [
@@ -19,9 +20,9 @@ pub const MAX_CID_BYTES: usize = 128;
 /// The longest file name kept with media, in bytes.
 pub const MAX_MEDIA_NAME: usize = 255;
 
-/// A validated Send.
+/// A message as a client sends it on `m/{chat}`, validated (the protocol calls it a Send).
 #[derive(Debug)]
-pub struct Send {
+pub struct MessageIn {
     /// The client's id for it.
     pub cid: Option<String>,
     /// What it says (its `media` is filled in once the upload is checked).
@@ -69,7 +70,7 @@ fn parse_media_ref(v: Value) -> Result<Option<MediaRef>, ChatError> {
 
 /// Parses a Send payload: a JSON object, or (the shortcut for stock clients) any UTF-8 text that
 /// does not start like an object, which becomes a text message.
-pub fn parse_send(payload: &[u8]) -> Result<Send, ChatError> {
+pub fn parse_send(payload: &[u8]) -> Result<MessageIn, ChatError> {
     let text = std::str::from_utf8(payload).map_err(|e| ChatError::BadUtf8(e.valid_up_to()))?;
     if !text.trim_start().starts_with('{') {
         if text.trim().is_empty() {
@@ -83,7 +84,7 @@ pub fn parse_send(payload: &[u8]) -> Result<Send, ChatError> {
             ttl: None,
             event: None,
         };
-        return Ok(Send {
+        return Ok(MessageIn {
             cid: None,
             content,
             media: None,
@@ -143,7 +144,7 @@ pub fn parse_send(payload: &[u8]) -> Result<Send, ChatError> {
             ))
         }
     };
-    Ok(Send {
+    Ok(MessageIn {
         cid,
         content: Content {
             kind,
@@ -230,19 +231,39 @@ impl<'a> From<&'a StoredMessage> for Receipted<'a> {
     }
 }
 
-/// A receipt for the sender of `m`: `status` (`sent`, `delivered`, `read`) at `ts`, `by` the
+/// A receipt for the sender of `m`: `what` (`sent`, `delivered`, `read`) at `ts`, `by` the
 /// recipient (none for `sent`), with the chat as the sender names it.
-pub fn receipt(m: Receipted<'_>, status: &str, by: Option<&UserId>, ts: u64) -> Bytes {
+pub fn receipt(m: Receipted<'_>, what: Receipt<'_>, ts: u64) -> Bytes {
     let chat = m
         .chat
         .addr_for(m.from)
         .map(|a| a.to_string())
         .unwrap_or_default();
-    let mut v = json!({"chat": chat, "id": m.id, "cid": m.cid, "status": status, "ts": ts});
-    if let Some(by) = by {
+    let mut v = json!({"chat": chat, "id": m.id, "cid": m.cid, "status": what.word(), "ts": ts});
+    if let Some(by) = what.by() {
         v["by"] = json!(by);
     }
     Bytes::from(v.to_string())
+}
+
+/// Most bytes of messages one answer carries: a page stops early (with `more: true`) rather
+/// than outgrow what clients accept as one MQTT packet.
+pub const ANSWER_BYTES: usize = 256 * 1024;
+
+/// Serialises messages until [`ANSWER_BYTES`] are spent (always at least one); `true` if it
+/// stopped early.
+pub fn page<'a>(msgs: impl Iterator<Item = MessageOut<'a>>) -> (Vec<Value>, bool) {
+    let mut out = Vec::new();
+    let mut bytes = 0;
+    for m in msgs {
+        let v = serde_json::to_value(m).unwrap_or_default();
+        bytes += v.to_string().len();
+        if bytes > ANSWER_BYTES && !out.is_empty() {
+            return (out, true);
+        }
+        out.push(v);
+    }
+    (out, false)
 }
 
 /// The fields of a JSON object (an answer's result), or none for anything else.
