@@ -56,9 +56,15 @@ pub enum ChatError {
     /// The store refused for load; retry later.
     #[error("server busy, retry later")]
     Busy,
-    /// The store failed; nothing was kept.
+    /// natter cannot take it now (shutting down); nothing was kept.
     #[error("message not stored: {0}")]
     Unavailable(String),
+    /// The store failed; nothing was kept.
+    #[error("message not stored: {0}")]
+    Store(#[source] StoreError),
+    /// The media storage failed (full, unreachable, misconfigured).
+    #[error("{0}")]
+    MediaStorage(#[source] natter_media::MediaError),
 }
 
 impl ChatError {
@@ -79,7 +85,9 @@ impl ChatError {
             ChatError::RateLimited(_) => "rate_limited",
             ChatError::Unsupported(_) => "unsupported",
             ChatError::Busy => "busy",
-            ChatError::Unavailable(_) => "unavailable",
+            ChatError::Unavailable(_) | ChatError::Store(_) | ChatError::MediaStorage(_) => {
+                "unavailable"
+            }
         }
     }
 
@@ -100,7 +108,9 @@ impl ChatError {
             ChatError::Busy | ChatError::Limit(_) | ChatError::RateLimited(_) => {
                 Refusal::QuotaExceeded
             }
-            ChatError::Unavailable(_) => Refusal::Unavailable,
+            ChatError::Unavailable(_) | ChatError::Store(_) | ChatError::MediaStorage(_) => {
+                Refusal::Unavailable
+            }
         }
     }
 }
@@ -109,7 +119,7 @@ impl From<StoreError> for ChatError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Busy => ChatError::Busy,
-            other => ChatError::Unavailable(other.to_string()),
+            other => ChatError::Store(other),
         }
     }
 }

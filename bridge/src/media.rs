@@ -131,7 +131,7 @@ impl From<MediaError> for ChatError {
             // Only an upload's body has a deadline; no request meets it.
             MediaError::Deadline => ChatError::BadRequest(e.to_string()),
             MediaError::Full | MediaError::Storage(_) | MediaError::Config(_) => {
-                ChatError::Unavailable(e.to_string())
+                ChatError::MediaStorage(e)
             }
             MediaError::BadSignature | MediaError::UrlExpired => {
                 ChatError::NotAuthorized(e.to_string())

@@ -3,25 +3,10 @@
 //!
 //! One method, one file: each defines its parameters as a struct, how they are read from the
 //! request's JSON object ([`Method::parse`]) and what running it does ([`Method::run`]). Adding
-//! a method is a new file here plus one line in the [`requests!`] list below. A method must
+//! a method is a new file here plus one line in the `requests!` list below. A method must
 //! never publish its own answer: the caller sends what `run` returns, or the error.
 
-mod chats;
-mod group_add;
-mod group_create;
-mod group_decline;
-mod group_info;
-mod group_join;
-mod group_leave;
-mod group_remove;
-mod history;
-mod media_upload;
-mod media_url;
 pub(crate) mod params;
-mod presence;
-mod push_register;
-mod push_unregister;
-mod sync;
 
 use natter_types::Client;
 use serde_json::{Map, Value};
@@ -43,14 +28,17 @@ pub(crate) trait Method: Sized {
     ) -> impl std::future::Future<Output = Result<Answer, ChatError>> + Send;
 }
 
-/// Declares [`Request`], one variant per method, with its wire name and its type.
+/// Declares the method modules and [`Request`], one variant per method, named after the
+/// method's type, with the method's wire name.
 macro_rules! requests {
-    ($($name:literal => $variant:ident($ty:ty),)*) => {
+    ($($module:ident :: $ty:ident = $name:literal,)*) => {
+        $(mod $module;)*
+
         /// A request, as its method and parameters were read.
         pub(crate) enum Request {
             $(
                 #[doc = concat!("`q/", $name, "`")]
-                $variant($ty),
+                $ty($module::$ty),
             )*
         }
 
@@ -58,7 +46,7 @@ macro_rules! requests {
             /// Reads `q/{method}`'s parameters; an unknown method is an error.
             pub(crate) fn parse(method: &str, params: &Map<String, Value>) -> Result<Request, ChatError> {
                 match method {
-                    $($name => Ok(Request::$variant(<$ty as Method>::parse(params)?)),)*
+                    $($name => Ok(Request::$ty(<$module::$ty as Method>::parse(params)?)),)*
                     other => Err(ChatError::UnknownMethod(other.to_owned())),
                 }
             }
@@ -66,29 +54,30 @@ macro_rules! requests {
             /// Runs it for `client`.
             pub(crate) async fn run(self, bridge: &Bridge, client: &Client) -> Result<Answer, ChatError> {
                 match self {
-                    $(Request::$variant(r) => r.run(bridge, client).await,)*
+                    $(Request::$ty(r) => r.run(bridge, client).await,)*
                 }
             }
         }
     };
 }
 
+// Every method: its module (a file of this directory), its type, its name on the wire.
 requests! {
-    "sync" => Sync(sync::Sync),
-    "history" => History(history::History),
-    "chats" => Chats(chats::Chats),
-    "group.create" => GroupCreate(group_create::GroupCreate),
-    "group.add" => GroupAdd(group_add::GroupAdd),
-    "group.remove" => GroupRemove(group_remove::GroupRemove),
-    "group.leave" => GroupLeave(group_leave::GroupLeave),
-    "group.info" => GroupInfo(group_info::GroupInfo),
-    "group.join" => GroupJoin(group_join::GroupJoin),
-    "group.decline" => GroupDecline(group_decline::GroupDecline),
-    "presence" => Presence(presence::Presence),
-    "push.register" => PushRegister(push_register::PushRegister),
-    "push.unregister" => PushUnregister(push_unregister::PushUnregister),
-    "media.upload" => MediaUpload(media_upload::MediaUpload),
-    "media.url" => MediaUrl(media_url::MediaUrl),
+    sync::Sync = "sync",
+    history::History = "history",
+    chats::Chats = "chats",
+    group_create::GroupCreate = "group.create",
+    group_add::GroupAdd = "group.add",
+    group_remove::GroupRemove = "group.remove",
+    group_leave::GroupLeave = "group.leave",
+    group_info::GroupInfo = "group.info",
+    group_join::GroupJoin = "group.join",
+    group_decline::GroupDecline = "group.decline",
+    presence::Presence = "presence",
+    push_register::PushRegister = "push.register",
+    push_unregister::PushUnregister = "push.unregister",
+    media_upload::MediaUpload = "media.upload",
+    media_url::MediaUrl = "media.url",
 }
 
 impl Bridge {
