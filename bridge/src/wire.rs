@@ -166,7 +166,8 @@ pub fn parse_json(payload: &[u8]) -> Result<Value, ChatError> {
 /// A message as one reader sees it.
 #[derive(Serialize)]
 pub struct MessageOut<'a> {
-    // `id` first: the acked hook finds it without parsing the whole payload.
+    // A device's PUBACK hands this payload back: `receipts::on_acked` reads `id`, `chat`,
+    // `from`, `type`, `ts` and `cid` from it to make the delivered receipt without a store read.
     id: MsgId,
     #[serde(skip_serializing_if = "Option::is_none")]
     seq: Option<Seq>,
