@@ -289,8 +289,8 @@ pub enum IssuerAlgorithm {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
-    /// `embedded` (redb file under data_dir) or `cassandra` (Cassandra or ScyllaDB).
-    pub backend: String,
+    /// Where the messages live.
+    pub backend: StoreBackend,
     /// Most sends committed together in one transaction (embedded).
     pub max_batch: usize,
     /// Sends waiting for the writer (embedded) or in flight (cassandra) before new ones are
@@ -305,13 +305,24 @@ pub struct StoreConfig {
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
-            backend: "embedded".into(),
+            backend: StoreBackend::Embedded,
             max_batch: 512,
             max_queue: 16_384,
             cache_mb: 64,
             cassandra: CassandraConfig::default(),
         }
     }
+}
+
+/// `[store] backend`: where the messages live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    /// `embedded`: one redb file under `data_dir`.
+    #[default]
+    Embedded,
+    /// `cassandra`: a Cassandra or ScyllaDB cluster, set up in `[store.cassandra]`.
+    Cassandra,
 }
 
 /// `[store.cassandra]`: where the cluster is and how natter talks to it.
@@ -322,17 +333,16 @@ pub struct CassandraConfig {
     pub contact_points: Vec<String>,
     /// natter's keyspace; created with `replication` if missing.
     pub keyspace: String,
-    /// `SimpleStrategy` (one datacenter, tests) or `NetworkTopologyStrategy` (production).
-    pub replication_class: String,
+    /// How the keyspace is replicated, if natter creates it.
+    pub replication_class: ReplicationClass,
     /// Copies of each row, for `SimpleStrategy`.
     pub replication_factor: u32,
     /// Copies per datacenter, for `NetworkTopologyStrategy`: `{ dc1 = 3, dc2 = 3 }`.
     pub datacenters: BTreeMap<String, u32>,
     /// The datacenter natter runs in: requests go to its nodes first. "" means any.
     pub local_datacenter: String,
-    /// Consistency of reads and writes: `LOCAL_QUORUM` (default), `QUORUM`, `LOCAL_ONE`, `ONE`,
-    /// `EACH_QUORUM` or `ALL`.
-    pub consistency: String,
+    /// Consistency of reads and writes.
+    pub consistency: Consistency,
     /// Username for PasswordAuthenticator; "" for none.
     pub username: String,
     /// Its password (or `password_file`).
@@ -357,11 +367,11 @@ impl Default for CassandraConfig {
         CassandraConfig {
             contact_points: vec!["127.0.0.1:9042".into()],
             keyspace: "natter".into(),
-            replication_class: "SimpleStrategy".into(),
+            replication_class: ReplicationClass::SimpleStrategy,
             replication_factor: 1,
             datacenters: BTreeMap::new(),
             local_datacenter: String::new(),
-            consistency: "LOCAL_QUORUM".into(),
+            consistency: Consistency::LocalQuorum,
             username: String::new(),
             password: String::new(),
             password_file: None,
@@ -388,15 +398,36 @@ pub struct CassandraTlsConfig {
     pub key_file: Option<PathBuf>,
 }
 
-/// The consistency levels `[store.cassandra] consistency` may name.
-pub const CASSANDRA_CONSISTENCIES: [&str; 6] = [
-    "LOCAL_QUORUM",
-    "QUORUM",
-    "LOCAL_ONE",
-    "ONE",
-    "EACH_QUORUM",
-    "ALL",
-];
+/// `[store.cassandra] replication_class`, written as Cassandra names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub enum ReplicationClass {
+    /// One datacenter (tests): `replication_factor` copies.
+    #[default]
+    SimpleStrategy,
+    /// Production: `datacenters` gives the copies in each datacenter.
+    NetworkTopologyStrategy,
+}
+
+/// `[store.cassandra] consistency`: the consistency of every read and write, written as CQL
+/// names it (`LOCAL_QUORUM`). The serial levels are not among them: they are for lightweight
+/// transactions only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Consistency {
+    /// A quorum of the local datacenter's replicas.
+    #[default]
+    LocalQuorum,
+    /// A quorum of all replicas.
+    Quorum,
+    /// One replica in the local datacenter.
+    LocalOne,
+    /// One replica anywhere.
+    One,
+    /// A quorum in every datacenter.
+    EachQuorum,
+    /// Every replica.
+    All,
+}
 
 /// Chat limits.
 #[derive(Debug, Clone, Deserialize)]
@@ -488,8 +519,8 @@ pub struct AnonymousConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PresenceConfig {
-    /// `memory` (one node) or `redis` (shared by every node).
-    pub backend: String,
+    /// Where presence is kept.
+    pub backend: PresenceBackend,
     /// Redis URL, for `backend = "redis"`.
     pub redis_url: String,
     /// Seconds a device stays online in Redis without a refresh (a crashed node's users go
@@ -500,11 +531,22 @@ pub struct PresenceConfig {
 impl Default for PresenceConfig {
     fn default() -> Self {
         PresenceConfig {
-            backend: "memory".into(),
+            backend: PresenceBackend::Memory,
             redis_url: "redis://127.0.0.1:6379".into(),
             ttl_secs: 60,
         }
     }
+}
+
+/// `[presence] backend`: where presence is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PresenceBackend {
+    /// `memory`: in this process, for one node.
+    #[default]
+    Memory,
+    /// `redis`: in Redis at `redis_url`, shared by every node.
+    Redis,
 }
 
 /// Push notifications (FCM, APNs).
@@ -592,9 +634,8 @@ fn default_apns_url() -> String {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MediaConfig {
-    /// `local`: files under `dir`, uploaded and downloaded through natter's HTTP API with
-    /// HMAC-signed URLs. `s3`: an S3-compatible bucket, with presigned URLs.
-    pub backend: String,
+    /// Where the files live, and who signs their URLs.
+    pub backend: MediaBackend,
     /// Local backend: the directory; empty: `{data_dir}/media`.
     pub dir: PathBuf,
     /// Largest upload, in bytes.
@@ -627,7 +668,7 @@ pub struct MediaConfig {
 impl Default for MediaConfig {
     fn default() -> Self {
         MediaConfig {
-            backend: "local".into(),
+            backend: MediaBackend::Local,
             dir: PathBuf::new(),
             max_bytes: 100 * 1000 * 1000,
             mime_types: [
@@ -659,6 +700,18 @@ impl Default for MediaConfig {
             s3: None,
         }
     }
+}
+
+/// `[media] backend`: where uploaded files live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MediaBackend {
+    /// `local`: files under `dir`, uploaded and downloaded through natter's HTTP API with
+    /// HMAC-signed URLs.
+    #[default]
+    Local,
+    /// `s3`: an S3-compatible bucket (`[media.s3]`), with presigned URLs.
+    S3,
 }
 
 /// An S3-compatible bucket. Credentials left empty come from the usual AWS environment
@@ -773,23 +826,8 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        match self.store.backend.as_str() {
-            "embedded" => {}
-            "cassandra" => self.validate_cassandra()?,
-            other => {
-                return invalid(
-                    "store.backend",
-                    format!("{other:?}"),
-                    "\"embedded\" or \"cassandra\"",
-                )
-            }
-        }
-        if !["memory", "redis"].contains(&self.presence.backend.as_str()) {
-            return invalid(
-                "presence.backend",
-                format!("{:?}", self.presence.backend),
-                "\"memory\" or \"redis\"",
-            );
+        if self.store.backend == StoreBackend::Cassandra {
+            self.validate_cassandra()?;
         }
         if self.presence.ttl_secs < 3 {
             return invalid(
@@ -1019,8 +1057,8 @@ impl Config {
                 "a letter, then up to 47 letters, digits or underscores",
             );
         }
-        match c.replication_class.as_str() {
-            "SimpleStrategy" => {
+        match c.replication_class {
+            ReplicationClass::SimpleStrategy => {
                 if c.replication_factor == 0 {
                     return invalid(
                         "store.cassandra.replication_factor",
@@ -1029,7 +1067,7 @@ impl Config {
                     );
                 }
             }
-            "NetworkTopologyStrategy" => {
+            ReplicationClass::NetworkTopologyStrategy => {
                 if c.datacenters.is_empty() {
                     return invalid(
                         "store.cassandra.datacenters",
@@ -1051,20 +1089,6 @@ impl Config {
                     }
                 }
             }
-            other => {
-                return invalid(
-                    "store.cassandra.replication_class",
-                    format!("{other:?}"),
-                    "\"SimpleStrategy\" or \"NetworkTopologyStrategy\"",
-                )
-            }
-        }
-        if !CASSANDRA_CONSISTENCIES.contains(&c.consistency.as_str()) {
-            return invalid(
-                "store.cassandra.consistency",
-                format!("{:?}", c.consistency),
-                "one of LOCAL_QUORUM, QUORUM, LOCAL_ONE, ONE, EACH_QUORUM, ALL",
-            );
         }
         if !(c.message_ttl_days.is_finite() && c.message_ttl_days >= 0.0)
             || c.message_ttl_days * 86_400.0 > i32::MAX as f64
@@ -1124,18 +1148,12 @@ impl Config {
 
     fn validate_media(&self) -> Result<(), ConfigError> {
         let m = &self.media;
-        match (m.backend.as_str(), &m.s3) {
-            ("local", _) | ("s3", Some(_)) => {}
-            ("s3", None) => {
-                return invalid(
-                    "media.backend",
-                    "\"s3\"".into(),
-                    "a [media.s3] table with the bucket",
-                )
-            }
-            (other, _) => {
-                return invalid("media.backend", format!("{other:?}"), "\"local\" or \"s3\"")
-            }
+        if m.backend == MediaBackend::S3 && m.s3.is_none() {
+            return invalid(
+                "media.backend",
+                "\"s3\"".into(),
+                "a [media.s3] table with the bucket",
+            );
         }
         if let Some(s3) = &m.s3 {
             if s3.bucket.is_empty() {
@@ -1292,6 +1310,11 @@ mod tests {
         assert_eq!(c.http.max_connections, d.http.max_connections);
         assert_eq!(c.media.max_uploads_per_user, d.media.max_uploads_per_user);
         assert_eq!(c.media.upload_wait_secs, d.media.upload_wait_secs);
+        assert_eq!(c.store.backend, d.store.backend);
+        assert_eq!(c.presence.backend, d.presence.backend);
+        assert_eq!(c.media.backend, d.media.backend);
+        assert_eq!(c.log.format, d.log.format);
+        assert_eq!(c.limits.group_adds, d.limits.group_adds);
     }
 
     #[test]
@@ -1413,5 +1436,101 @@ mod tests {
             e.contains("store.backend") && e.contains("cassandra"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_word_a_key_does_not_accept_names_key_word_and_the_words_accepted() {
+        for (text, key, word, accepted) in [
+            (
+                "[store]\nbackend = \"mongo\"\n",
+                "store.backend",
+                "mongo",
+                "`embedded` or `cassandra`",
+            ),
+            (
+                "[presence]\nbackend = \"etcd\"\n",
+                "presence.backend",
+                "etcd",
+                "`memory` or `redis`",
+            ),
+            (
+                "[media]\nbackend = \"gcs\"\n",
+                "media.backend",
+                "gcs",
+                "`local` or `s3`",
+            ),
+            (
+                "[log]\nformat = \"xml\"\n",
+                "log.format",
+                "xml",
+                "`human` or `json`",
+            ),
+            (
+                "[store.cassandra]\nreplication_class = \"Simple\"\n",
+                "store.cassandra.replication_class",
+                "Simple",
+                "`SimpleStrategy` or `NetworkTopologyStrategy`",
+            ),
+            (
+                "[store.cassandra]\nconsistency = \"local_quorum\"\n",
+                "store.cassandra.consistency",
+                "local_quorum",
+                "`LOCAL_QUORUM`, `QUORUM`, `LOCAL_ONE`, `ONE`, `EACH_QUORUM`, `ALL`",
+            ),
+        ] {
+            let e = parse_err(text);
+            assert!(
+                e.contains(&format!("key `{key}`"))
+                    && e.contains(&format!("`{word}`"))
+                    && e.contains(accepted),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_words_each_key_accepts_parse_to_their_variants() {
+        let d = Config::default();
+        assert_eq!(d.store.backend, StoreBackend::Embedded);
+        assert_eq!(d.presence.backend, PresenceBackend::Memory);
+        assert_eq!(d.media.backend, MediaBackend::Local);
+        assert_eq!(d.log.format, LogFormat::Human);
+        assert_eq!(
+            d.store.cassandra.replication_class,
+            ReplicationClass::SimpleStrategy
+        );
+        assert_eq!(d.store.cassandra.consistency, Consistency::LocalQuorum);
+        let c = Config::parse(
+            "[store]\nbackend = \"cassandra\"\n[store.cassandra]\n\
+             replication_class = \"NetworkTopologyStrategy\"\ndatacenters = { dc1 = 3 }\n\
+             consistency = \"EACH_QUORUM\"\n\
+             [presence]\nbackend = \"redis\"\n[log]\nformat = \"json\"\n\
+             [media]\nbackend = \"s3\"\n[media.s3]\nbucket = \"b\"\n",
+            "x",
+        )
+        .unwrap();
+        assert_eq!(c.store.backend, StoreBackend::Cassandra);
+        assert_eq!(
+            c.store.cassandra.replication_class,
+            ReplicationClass::NetworkTopologyStrategy
+        );
+        assert_eq!(c.store.cassandra.consistency, Consistency::EachQuorum);
+        assert_eq!(c.presence.backend, PresenceBackend::Redis);
+        assert_eq!(c.log.format, LogFormat::Json);
+        assert_eq!(c.media.backend, MediaBackend::S3);
+        for (word, level) in [
+            ("LOCAL_QUORUM", Consistency::LocalQuorum),
+            ("QUORUM", Consistency::Quorum),
+            ("LOCAL_ONE", Consistency::LocalOne),
+            ("ONE", Consistency::One),
+            ("EACH_QUORUM", Consistency::EachQuorum),
+            ("ALL", Consistency::All),
+        ] {
+            let c = Config::parse(
+                &format!("[store.cassandra]\nconsistency = \"{word}\"\n"),
+                "x",
+            );
+            assert_eq!(c.unwrap().store.cassandra.consistency, level);
+        }
     }
 }
