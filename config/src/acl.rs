@@ -1,12 +1,12 @@
 //! `[[acl]]` and `[anonymous]`: topic rights for integrations, outside the chat namespaces.
 //!
 //! Validation checks that every filter is a well-formed MQTT filter that cannot reach a chat
-//! topic, so no config rule can widen the chat ACL. It must never match topics itself: the
-//! broker's ACL does.
+//! topic ([`natter_types::topic::reaches_chat`]), so no config rule can widen the chat ACL. It
+//! must never match topics itself: the broker's ACL does.
 
 use std::net::SocketAddr;
 
-use natter_types::topic::CHAT_NAMESPACES;
+use natter_types::topic::{reaches_chat, CHAT_NAMESPACES};
 use serde::Deserialize;
 
 use crate::addr::addr;
@@ -88,8 +88,7 @@ fn check_filters(key: &str, filters: &[String]) -> Result<(), ConfigError> {
         }
         // A rule like `#` or `+/…` would open every user's chat topics; the chat ACL is not
         // something an integration rule can widen.
-        let first = f.split('/').next().unwrap_or_default();
-        if CHAT_NAMESPACES.contains(&first) || first == "#" || first == "+" {
+        if reaches_chat(f) {
             return invalid(
                 key,
                 format!("{f:?}"),
