@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::check::{at_least_one, invalid};
+use crate::check::{at_least_one, in_range};
 use crate::ConfigError;
 
 /// Passwords and tokens.
@@ -92,14 +92,12 @@ impl AuthConfig {
 
     fn check_tokens(&self) -> Result<(), ConfigError> {
         at_least_one("auth.token_ttl_secs", self.token_ttl_secs)?;
-        if self.leeway_secs > 300 {
-            return invalid(
-                "auth.leeway_secs",
-                self.leeway_secs.to_string(),
-                "0 to 300 seconds",
-            );
-        }
-        Ok(())
+        in_range(
+            "auth.leeway_secs",
+            self.leeway_secs,
+            0..=300,
+            "0 to 300 seconds",
+        )
     }
 
     fn check_throttling(&self) -> Result<(), ConfigError> {

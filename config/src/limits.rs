@@ -5,7 +5,7 @@
 
 use serde::Deserialize;
 
-use crate::check::{at_least_one, invalid};
+use crate::check::{at_least_one, in_range, invalid};
 use crate::ConfigError;
 
 /// Chat limits.
@@ -77,31 +77,27 @@ impl LimitsConfig {
     }
 
     fn check_messages(&self, max_packet_size: u32) -> Result<(), ConfigError> {
-        if self.max_message_bytes == 0 || self.max_message_bytes > max_packet_size as usize {
-            return invalid(
-                "limits.max_message_bytes",
-                self.max_message_bytes.to_string(),
-                "between 1 and mqtt.max_packet_size",
-            );
-        }
-        if self.dedup_hours < 24 {
-            return invalid(
-                "limits.dedup_hours",
-                self.dedup_hours.to_string(),
-                "at least 24",
-            );
-        }
-        Ok(())
+        in_range(
+            "limits.max_message_bytes",
+            self.max_message_bytes as u64,
+            1..=max_packet_size.into(),
+            "between 1 and mqtt.max_packet_size",
+        )?;
+        in_range(
+            "limits.dedup_hours",
+            self.dedup_hours,
+            24..=u64::MAX,
+            "at least 24",
+        )
     }
 
     fn check_groups(&self) -> Result<(), ConfigError> {
-        if self.max_group_members < 2 {
-            return invalid(
-                "limits.max_group_members",
-                self.max_group_members.to_string(),
-                "at least 2",
-            );
-        }
+        in_range(
+            "limits.max_group_members",
+            self.max_group_members as u64,
+            2..=u64::MAX,
+            "at least 2",
+        )?;
         at_least_one(
             "limits.max_groups_per_user",
             self.max_groups_per_user as u64,

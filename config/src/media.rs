@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::check::{at_least_one, empty_or_http_url, invalid};
+use crate::check::{at_least_one, empty_or_http_url, in_range, invalid};
 use crate::ConfigError;
 
 /// Uploaded files (images, voice notes, documents).
@@ -149,27 +149,24 @@ impl MediaConfig {
             "media.max_uploads_per_user",
             self.max_uploads_per_user as u64,
         )?;
-        if self.upload_wait_secs > 3600 {
-            // The wait also ends at the URL's expiry; an hour is already more than a client
-            // waits for an answer.
-            return invalid(
-                "media.upload_wait_secs",
-                self.upload_wait_secs.to_string(),
-                "0 (refuse at once) to 3600",
-            );
-        }
-        Ok(())
+        // The wait also ends at the URL's expiry; an hour is already more than a client waits
+        // for an answer.
+        in_range(
+            "media.upload_wait_secs",
+            self.upload_wait_secs,
+            0..=3600,
+            "0 (refuse at once) to 3600",
+        )
     }
 
     fn check_times(&self) -> Result<(), ConfigError> {
-        if self.url_ttl_secs == 0 || self.url_ttl_secs > 7 * 86_400 {
-            // S3 refuses presigned URLs valid for more than seven days.
-            return invalid(
-                "media.url_ttl_secs",
-                self.url_ttl_secs.to_string(),
-                "1 to 604800 (seven days)",
-            );
-        }
+        // S3 refuses presigned URLs valid for more than seven days.
+        in_range(
+            "media.url_ttl_secs",
+            self.url_ttl_secs,
+            1..=7 * 86_400,
+            "1 to 604800 (seven days)",
+        )?;
         at_least_one("media.sweep_secs", self.sweep_secs)?;
         if !(self.retention_days.is_finite() && self.retention_days >= 0.0) {
             return invalid(

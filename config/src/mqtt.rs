@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use crate::addr::{addr, opt_addr};
-use crate::check::{at_least_one, invalid};
+use crate::check::{at_least_one, in_range, invalid};
 use crate::ConfigError;
 
 /// MQTT listeners and per-connection bounds.
@@ -98,7 +98,12 @@ fn default_tls_listen() -> SocketAddr {
 impl MqttConfig {
     /// Checks `[mqtt]` and `[mqtt.tls]`.
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
-        self.check_packets()?;
+        in_range(
+            "mqtt.max_packet_size",
+            self.max_packet_size.into(),
+            1024..=u64::MAX,
+            "at least 1024",
+        )?;
         self.check_tls_listeners()?;
         self.check_sessions()?;
         self.check_retained()
@@ -107,17 +112,6 @@ impl MqttConfig {
     /// Whether `a` is the address of the plain TCP or WebSocket listener.
     pub(crate) fn plain_listener_at(&self, a: SocketAddr) -> bool {
         a == self.tcp || Some(a) == self.ws
-    }
-
-    fn check_packets(&self) -> Result<(), ConfigError> {
-        if self.max_packet_size < 1024 {
-            return invalid(
-                "mqtt.max_packet_size",
-                self.max_packet_size.to_string(),
-                "at least 1024",
-            );
-        }
-        Ok(())
     }
 
     fn check_tls_listeners(&self) -> Result<(), ConfigError> {
@@ -140,25 +134,22 @@ impl MqttConfig {
 
     fn check_sessions(&self) -> Result<(), ConfigError> {
         at_least_one("mqtt.max_inflight", self.max_inflight.into())?;
-        if self.min_keepalive > self.max_keepalive {
-            return invalid(
-                "mqtt.min_keepalive",
-                self.min_keepalive.to_string(),
-                "no more than mqtt.max_keepalive",
-            );
-        }
+        in_range(
+            "mqtt.min_keepalive",
+            self.min_keepalive.into(),
+            0..=self.max_keepalive.into(),
+            "no more than mqtt.max_keepalive",
+        )?;
         at_least_one("mqtt.max_session_expiry_secs", self.max_session_expiry_secs)
     }
 
     fn check_retained(&self) -> Result<(), ConfigError> {
         at_least_one("mqtt.retained_max_topics", self.retained_max_topics as u64)?;
-        if self.retained_max_payload == 0 || self.retained_max_payload > self.retained_max_bytes {
-            return invalid(
-                "mqtt.retained_max_payload",
-                self.retained_max_payload.to_string(),
-                "between 1 and mqtt.retained_max_bytes",
-            );
-        }
-        Ok(())
+        in_range(
+            "mqtt.retained_max_payload",
+            self.retained_max_payload as u64,
+            1..=self.retained_max_bytes as u64,
+            "between 1 and mqtt.retained_max_bytes",
+        )
     }
 }

@@ -5,7 +5,7 @@
 
 use serde::Deserialize;
 
-use crate::check::invalid;
+use crate::check::in_range;
 use crate::ConfigError;
 
 /// Presence.
@@ -45,9 +45,11 @@ pub enum PresenceBackend {
 impl PresenceConfig {
     /// Checks `[presence]`.
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
-        if self.ttl_secs < 3 {
-            return invalid("presence.ttl_secs", self.ttl_secs.to_string(), "at least 3");
-        }
-        Ok(())
+        in_range(
+            "presence.ttl_secs",
+            self.ttl_secs,
+            3..=u64::MAX,
+            "at least 3",
+        )
     }
 }

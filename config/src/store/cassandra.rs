@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::check::invalid;
+use crate::check::{in_range, invalid};
 use crate::ConfigError;
 
 /// `[store.cassandra]`: where the cluster is and how natter talks to it.
@@ -237,9 +237,7 @@ impl CassandraConfig {
                 self.request_timeout_secs,
             ),
         ] {
-            if v == 0 || v > 600 {
-                return invalid(key, v.to_string(), "1 to 600 seconds");
-            }
+            in_range(key, v, 1..=600, "1 to 600 seconds")?;
         }
         Ok(())
     }
