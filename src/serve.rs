@@ -10,7 +10,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use natter_bridge::{auth, Bridge};
 use natter_broker::Broker;
 use natter_cassandra::{CassandraOptions, CassandraStore, Replication, TlsFiles};
-use natter_config::{Config, LogFormat};
+use natter_config::{Config, LogFormat, PresenceBackend, ReplicationClass, StoreBackend};
 use natter_store::embedded::{EmbeddedOptions, EmbeddedStore};
 use natter_store::Store;
 use tracing_subscriber::EnvFilter;
@@ -114,15 +114,18 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
             config.data_dir.display()
         )
     })?;
-    if config.store.backend == "cassandra" {
-        let opts = cassandra_options(config)?;
-        let points = opts.contact_points.join(", ");
-        let store = CassandraStore::connect(opts).await.with_context(|| {
-            format!(
-                "config key `store.cassandra.contact_points` = [{points}]: cannot use the cluster"
-            )
-        })?;
-        return Ok(Arc::new(store));
+    match config.store.backend {
+        StoreBackend::Cassandra => {
+            let opts = cassandra_options(config)?;
+            let points = opts.contact_points.join(", ");
+            let store = CassandraStore::connect(opts).await.with_context(|| {
+                format!(
+                    "config key `store.cassandra.contact_points` = [{points}]: cannot use the cluster"
+                )
+            })?;
+            return Ok(Arc::new(store));
+        }
+        StoreBackend::Embedded => {}
     }
     let path = config.data_dir.join("natter.redb");
     let opts = EmbeddedOptions {
@@ -143,12 +146,13 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
 /// `[store.cassandra]` as the Cassandra store's options (the config already checked them).
 fn cassandra_options(config: &Config) -> anyhow::Result<CassandraOptions> {
     let c = &config.store.cassandra;
-    let replication = if c.replication_class == "NetworkTopologyStrategy" {
-        Replication::NetworkTopology(c.datacenters.clone().into_iter().collect())
-    } else {
-        Replication::Simple {
-            factor: c.replication_factor,
+    let replication = match c.replication_class {
+        ReplicationClass::NetworkTopologyStrategy => {
+            Replication::NetworkTopology(c.datacenters.clone().into_iter().collect())
         }
+        ReplicationClass::SimpleStrategy => Replication::Simple {
+            factor: c.replication_factor,
+        },
     };
     let password = match &c.password_file {
         Some(path) => std::fs::read_to_string(path)
@@ -164,18 +168,12 @@ fn cassandra_options(config: &Config) -> anyhow::Result<CassandraOptions> {
             .to_owned(),
         None => c.password.clone(),
     };
-    let consistency = natter_cassandra::consistency(&c.consistency).with_context(|| {
-        format!(
-            "config key `store.cassandra.consistency` = {:?}: not a consistency natter uses",
-            c.consistency
-        )
-    })?;
     Ok(CassandraOptions {
         contact_points: c.contact_points.clone(),
         keyspace: c.keyspace.clone(),
         replication,
         local_datacenter: Some(c.local_datacenter.clone()).filter(|d| !d.is_empty()),
-        consistency,
+        consistency: driver_consistency(c.consistency),
         credentials: (!c.username.is_empty()).then(|| (c.username.clone(), password)),
         tls: c.tls.as_ref().map(|t| TlsFiles {
             ca_file: t.ca_file.clone(),
@@ -188,6 +186,20 @@ fn cassandra_options(config: &Config) -> anyhow::Result<CassandraOptions> {
         request_timeout: Duration::from_secs(c.request_timeout_secs),
         schema_metadata: c.schema_metadata,
     })
+}
+
+/// `[store.cassandra] consistency` as the driver's level.
+fn driver_consistency(c: natter_config::Consistency) -> natter_cassandra::Consistency {
+    use natter_cassandra::Consistency as Driver;
+    use natter_config::Consistency as Config;
+    match c {
+        Config::LocalQuorum => Driver::LocalQuorum,
+        Config::Quorum => Driver::Quorum,
+        Config::LocalOne => Driver::LocalOne,
+        Config::One => Driver::One,
+        Config::EachQuorum => Driver::EachQuorum,
+        Config::All => Driver::All,
+    }
 }
 
 /// Raises the soft limit on open files to the hard limit (every connection is a file
@@ -257,22 +269,22 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             )
         })?;
 
-    let presence: Arc<dyn natter_bridge::presence::PresenceBackend> =
-        match config.presence.backend.as_str() {
-            "redis" => Arc::new(
-                natter_bridge::presence::RedisPresence::new(
-                    &config.presence.redis_url,
-                    Duration::from_secs(config.presence.ttl_secs),
+    let presence: Arc<dyn natter_bridge::presence::PresenceBackend> = match config.presence.backend
+    {
+        PresenceBackend::Redis => Arc::new(
+            natter_bridge::presence::RedisPresence::new(
+                &config.presence.redis_url,
+                Duration::from_secs(config.presence.ttl_secs),
+            )
+            .with_context(|| {
+                format!(
+                    "config key `presence.redis_url` = {:?}",
+                    config.presence.redis_url
                 )
-                .with_context(|| {
-                    format!(
-                        "config key `presence.redis_url` = {:?}",
-                        config.presence.redis_url
-                    )
-                })?,
-            ),
-            _ => Arc::new(natter_bridge::presence::MemoryPresence::default()),
-        };
+            })?,
+        ),
+        PresenceBackend::Memory => Arc::new(natter_bridge::presence::MemoryPresence::default()),
+    };
     let pusher = natter_push::Pusher::from_config(&config.push)?;
     let media = Arc::new(natter_media::Media::open(
         &config.media,
@@ -434,4 +446,24 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::driver_consistency;
+    use natter_config::Consistency;
+
+    #[test]
+    fn each_configured_consistency_is_the_drivers_level_of_the_same_name() {
+        for c in [
+            Consistency::LocalQuorum,
+            Consistency::Quorum,
+            Consistency::LocalOne,
+            Consistency::One,
+            Consistency::EachQuorum,
+            Consistency::All,
+        ] {
+            assert_eq!(format!("{c:?}"), format!("{:?}", driver_consistency(c)));
+        }
+    }
 }

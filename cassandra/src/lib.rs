@@ -25,9 +25,11 @@ use scylla::client::execution_profile::ExecutionProfile;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
 use scylla::policies::load_balancing::DefaultPolicy;
-use scylla::statement::{Consistency, SerialConsistency};
+use scylla::statement::SerialConsistency;
 
 pub use schema::Replication;
+/// The driver's consistency levels, for [`CassandraOptions::consistency`].
+pub use scylla::statement::Consistency;
 pub use store::CassandraStore;
 
 /// The result type of this crate.
@@ -93,19 +95,6 @@ pub struct TlsFiles {
     pub ca_file: PathBuf,
     /// A client certificate chain and its key, where nodes require one.
     pub client: Option<(PathBuf, PathBuf)>,
-}
-
-/// The consistency named `name` (`LOCAL_QUORUM`, `QUORUM`, …), if it is one natter allows.
-pub fn consistency(name: &str) -> Option<Consistency> {
-    Some(match name {
-        "LOCAL_QUORUM" => Consistency::LocalQuorum,
-        "QUORUM" => Consistency::Quorum,
-        "LOCAL_ONE" => Consistency::LocalOne,
-        "ONE" => Consistency::One,
-        "EACH_QUORUM" => Consistency::EachQuorum,
-        "ALL" => Consistency::All,
-        _ => return None,
-    })
 }
 
 /// Any driver or server failure, as a store failure that says what failed.
@@ -195,14 +184,6 @@ fn tls_context(tls: &TlsFiles) -> Result<openssl::ssl::SslContext> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_configured_consistency_names_map_to_the_drivers() {
-        assert_eq!(consistency("LOCAL_QUORUM"), Some(Consistency::LocalQuorum));
-        assert_eq!(consistency("EACH_QUORUM"), Some(Consistency::EachQuorum));
-        assert_eq!(consistency("local_quorum"), None);
-        assert_eq!(consistency("SERIAL"), None, "serial is for LWTs only");
-    }
 
     #[test]
     fn a_missing_ca_file_is_named() {

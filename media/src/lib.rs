@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::stream::{BoxStream, Stream, StreamExt, TryStreamExt};
-use natter_config::MediaConfig;
+use natter_config::{MediaBackend, MediaConfig};
 use natter_types::MediaId;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::local::LocalFileSystem;
@@ -184,8 +184,8 @@ impl Media {
         data_dir: &FsPath,
         http_listen: SocketAddr,
     ) -> Result<Media, MediaError> {
-        let (objects, place): (Arc<dyn ObjectStore>, Place) = match &cfg.s3 {
-            Some(s3) if cfg.backend == "s3" => {
+        let (objects, place): (Arc<dyn ObjectStore>, Place) = match (cfg.backend, &cfg.s3) {
+            (MediaBackend::S3, Some(s3)) => {
                 let mut b = AmazonS3Builder::from_env()
                     .with_bucket_name(&s3.bucket)
                     .with_client_options(
