@@ -3,6 +3,10 @@
 //! most `http.max_connections` are open (more wait), and natter raises its open files limit.
 //! Real sockets against a real natter process.
 
+// An integration test: helpers (tests/common) are not `#[test]` functions, so clippy.toml
+// does not cover them; a failed step fails the test loudly, by design.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::io::{ErrorKind, Read, Write};
