@@ -5,6 +5,7 @@
 //! runs. Only this binary uses `anyhow`; the libraries return typed errors.
 
 mod admin;
+mod api_error;
 mod http;
 mod serve;
 
