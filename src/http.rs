@@ -303,6 +303,7 @@ async fn media_put(
     body: Body,
 ) -> Response {
     let content_type = header(&headers, axum::http::header::CONTENT_TYPE);
+    // None without one (a chunked body): hyper answers a malformed one 400 before this runs.
     let content_length =
         header(&headers, axum::http::header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
     // Each read waits at most UPLOAD_IDLE: a client that stops sending frees its slot.
