@@ -104,14 +104,23 @@ fn over_http(config: &Config, token: &str, cmd: Cmd) -> anyhow::Result<()> {
     let mut resp =
         resp.with_context(|| format!("talking to the server at {}", config.http.listen))?;
     let status = resp.status();
-    let body: Value = resp.body_mut().read_json().unwrap_or(Value::Null);
+    let body = resp.body_mut().read_json::<Value>();
     if !status.is_success() {
+        // A refusal without natter's JSON (a proxy's page, say) is still a refusal.
+        let body = body.unwrap_or(Value::Null);
         let msg = body["error"]["message"].as_str().unwrap_or("no details");
         bail!("the server refused ({status}): {msg}");
     }
     if let Cmd::List = cmd {
-        for u in body["users"].as_array().into_iter().flatten() {
-            println!("{}", u.as_str().unwrap_or_default());
+        let body = body.context("the server's list of users is not JSON")?;
+        let users = body["users"]
+            .as_array()
+            .context("the server's answer has no list of users")?;
+        for u in users {
+            let name = u
+                .as_str()
+                .context("the server's list of users holds a non-name")?;
+            println!("{name}");
         }
     } else {
         println!("{what}");

@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::{HeaderMap, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
@@ -34,6 +34,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
+use crate::api_error::{self, ApiError, ApiJson, ApiPath, ApiQuery};
+
 #[derive(Clone)]
 struct AppState {
     bridge: Arc<Bridge>,
@@ -44,7 +46,8 @@ struct AppState {
 /// Largest request body accepted (every body here is a small JSON object).
 const MAX_BODY: usize = 16 * 1024;
 
-/// The API's routes.
+/// The API's routes. Every refusal, axum's included, is an [`ApiError`]: unknown routes and
+/// methods answer through the fallbacks, bad bodies, paths and queries through the extractors.
 pub fn router(bridge: Arc<Bridge>, admin_token: String, metrics: PrometheusHandle) -> Router {
     let state = AppState {
         bridge,
@@ -66,6 +69,9 @@ pub fn router(bridge: Arc<Bridge>, admin_token: String, metrics: PrometheusHandl
                 .route("/v1/media/{id}", put(media_put).get(media_get))
                 .layer(DefaultBodyLimit::disable()),
         )
+        // After every route: it is set on the routes there are.
+        .method_not_allowed_fallback(api_error::method_not_allowed)
+        .fallback(api_error::not_found)
         .with_state(state)
 }
 
@@ -74,7 +80,9 @@ pub fn router(bridge: Arc<Bridge>, admin_token: String, metrics: PrometheusHandl
 async fn readyz(State(s): State<AppState>) -> Response {
     match s.bridge.ready().await {
         Ok(()) => "ready".into_response(),
-        Err(why) => error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", why),
+        Err(why) => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", why).into_response()
+        }
     }
 }
 
@@ -89,25 +97,32 @@ async fn metrics_text(State(s): State<AppState>) -> Response {
         .into_response()
 }
 
-fn error(status: StatusCode, code: &str, message: impl ToString) -> Response {
-    (
-        status,
-        Json(json!({"error": {"code": code, "message": message.to_string()}})),
-    )
-        .into_response()
-}
-
-fn user_error(e: UserError) -> Response {
-    match e {
-        UserError::Name(_) | UserError::Password => {
-            error(StatusCode::BAD_REQUEST, "bad_request", e)
-        }
-        UserError::Exists(_) => error(StatusCode::CONFLICT, "exists", e),
-        UserError::NotFound(_) => error(StatusCode::NOT_FOUND, "not_found", e),
-        UserError::Store(_) | UserError::Groups { .. } | UserError::Hash => {
-            error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e)
+impl From<UserError> for ApiError {
+    fn from(e: UserError) -> ApiError {
+        match e {
+            UserError::Name(_) | UserError::Password => {
+                ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e)
+            }
+            UserError::Exists(_) => ApiError::new(StatusCode::CONFLICT, "exists", e),
+            UserError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "not_found", e),
+            UserError::Store(_) | UserError::Groups { .. } => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e)
+            }
+            // Nothing was stored: the account does not exist (or kept its old password).
+            UserError::Hash(_) => {
+                tracing::error!(error = %crate::report(&e), "user command failed");
+                ApiError::internal(e)
+            }
         }
     }
+}
+
+/// A token for `user`'s account and when it expires (Unix seconds).
+fn issue(s: &AppState, user: &natter_store::UserRecord) -> Result<(String, u64), ApiError> {
+    s.bridge.tokens().issue(user).map_err(|e| {
+        tracing::error!(error = %crate::report(&e), "cannot issue a token");
+        ApiError::internal(e)
+    })
 }
 
 /// Constant-time comparison, so the admin token cannot be guessed byte by byte from timing.
@@ -120,18 +135,27 @@ fn header(headers: &HeaderMap, name: axum::http::HeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-fn authorized(state: &AppState, headers: &HeaderMap) -> bool {
+/// Refuses a request that does not carry the admin token (no header is no token).
+fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let given = header(headers, axum::http::header::AUTHORIZATION)
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    same(given.as_bytes(), state.admin_token.as_bytes())
+    if same(given.as_bytes(), state.admin_token.as_bytes()) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "admin token required",
+        ))
+    }
 }
 
-fn unauthorized() -> Response {
-    error(
+fn bad_credentials() -> ApiError {
+    ApiError::new(
         StatusCode::UNAUTHORIZED,
-        "unauthorized",
-        "admin token required",
+        "bad_credentials",
+        "wrong user or password",
     )
 }
 
@@ -144,41 +168,26 @@ struct TokenRequest {
 async fn token(
     State(s): State<AppState>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
-    Json(req): Json<TokenRequest>,
-) -> Response {
-    let Ok(user) = UserId::new(&req.user) else {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "bad_credentials",
-            "wrong user or password",
-        );
-    };
+    ApiJson(req): ApiJson<TokenRequest>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let user = UserId::new(&req.user).map_err(|_| bad_credentials())?;
     let checked = s
         .bridge
         .check_credentials(&user, req.password.as_bytes(), Some(remote.ip()))
-        .await;
-    match checked {
-        Ok(Some(user)) => {
-            let (token, expires) = s.bridge.tokens().issue(&user);
-            Json(json!({"token": token, "expires": expires})).into_response()
-        }
-        Ok(None) => error(
-            StatusCode::UNAUTHORIZED,
-            "bad_credentials",
-            "wrong user or password",
-        ),
-        Err(e) => user_error(e.into()),
-    }
+        .await
+        .map_err(UserError::from)?;
+    let user = checked.ok_or_else(bad_credentials)?;
+    let (token, expires) = issue(&s, &user)?;
+    Ok(Json(json!({"token": token, "expires": expires})))
 }
 
-async fn list_users(State(s): State<AppState>, headers: HeaderMap) -> Response {
-    if !authorized(&s, &headers) {
-        return unauthorized();
-    }
-    match s.bridge.store().users().await {
-        Ok(list) => Json(json!({"users": list})).into_response(),
-        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e),
-    }
+async fn list_users(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    authorize(&s, &headers)?;
+    let list = s.bridge.store().users().await.map_err(UserError::from)?;
+    Ok(Json(json!({"users": list})))
 }
 
 #[derive(Deserialize)]
@@ -190,30 +199,28 @@ struct NewUser {
 async fn add_user(
     State(s): State<AppState>,
     headers: HeaderMap,
-    Json(req): Json<NewUser>,
-) -> Response {
-    if !authorized(&s, &headers) {
-        return unauthorized();
-    }
-    let id = match users::add(&**s.bridge.store(), &req.name, &req.password).await {
-        Ok(id) => id,
-        Err(e) => return user_error(e),
-    };
+    ApiJson(req): ApiJson<NewUser>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    authorize(&s, &headers)?;
+    let id = users::add(&**s.bridge.store(), &req.name, &req.password).await?;
     // The new account's first token comes with it (as Synapse's admin registration does), so
     // a bot or device can be provisioned in one call without its password being checked again.
-    match s.bridge.store().user(&id).await {
-        Ok(Some(rec)) => {
-            let (token, expires) = s.bridge.tokens().issue(&rec);
-            let body = json!({"name": id, "token": token, "expires": expires});
-            (StatusCode::CREATED, Json(body)).into_response()
-        }
-        Ok(None) => error(
-            StatusCode::CONFLICT,
-            "not_found",
-            "the user was removed meanwhile",
-        ),
-        Err(e) => user_error(e.into()),
-    }
+    let rec = s
+        .bridge
+        .store()
+        .user(&id)
+        .await
+        .map_err(UserError::from)?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "not_found",
+                "the user was removed meanwhile",
+            )
+        })?;
+    let (token, expires) = issue(&s, &rec)?;
+    let body = json!({"name": id, "token": token, "expires": expires});
+    Ok((StatusCode::CREATED, Json(body)))
 }
 
 #[derive(Deserialize)]
@@ -224,30 +231,22 @@ struct NewPassword {
 async fn set_password(
     State(s): State<AppState>,
     headers: HeaderMap,
-    Path(name): Path<String>,
-    Json(req): Json<NewPassword>,
-) -> Response {
-    if !authorized(&s, &headers) {
-        return unauthorized();
-    }
-    match s.bridge.set_password(&name, &req.password).await {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(e) => user_error(e),
-    }
+    ApiPath(name): ApiPath<String>,
+    ApiJson(req): ApiJson<NewPassword>,
+) -> Result<StatusCode, ApiError> {
+    authorize(&s, &headers)?;
+    s.bridge.set_password(&name, &req.password).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn remove_user(
     State(s): State<AppState>,
     headers: HeaderMap,
-    Path(name): Path<String>,
-) -> Response {
-    if !authorized(&s, &headers) {
-        return unauthorized();
-    }
-    match s.bridge.remove_user(&name).await {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(e) => user_error(e),
-    }
+    ApiPath(name): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    authorize(&s, &headers)?;
+    s.bridge.remove_user(&name).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// How long an upload may send nothing before it is dropped (a stalled or idle client).
@@ -263,7 +262,7 @@ struct Signed {
     sig: String,
 }
 
-fn transfer_error(e: TransferError) -> Response {
+fn transfer_error(e: TransferError) -> ApiError {
     let (status, code) = match &e {
         TransferError::Media(m) => match m {
             MediaError::TooLarge { .. } | MediaError::Oversize { .. } => {
@@ -292,18 +291,19 @@ fn transfer_error(e: TransferError) -> Response {
         TransferError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
     };
     metrics::counter!("natter_media_refused_total", "code" => code).increment(1);
-    error(status, code, e)
+    ApiError::new(status, code, e)
 }
 
 /// `PUT /v1/media/{id}?exp&sig`: the bytes of an upload, exactly as announced.
 async fn media_put(
     State(s): State<AppState>,
-    Path(id): Path<String>,
-    Query(q): Query<Signed>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<Signed>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let content_type = header(&headers, axum::http::header::CONTENT_TYPE);
+    // None without one (a chunked body): hyper answers a malformed one 400 before this runs.
     let content_length =
         header(&headers, axum::http::header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
     // Each read waits at most UPLOAD_IDLE: a client that stops sending frees its slot.
@@ -351,7 +351,7 @@ async fn media_put(
                     _ => break,
                 }
             }
-            transfer_error(e)
+            transfer_error(e).into_response()
         }
     }
 }
@@ -395,27 +395,34 @@ fn byte_range(header: Option<&str>, size: u64) -> Result<Option<std::ops::Range<
 /// is served as a 206.
 async fn media_get(
     State(s): State<AppState>,
-    Path(id): Path<String>,
-    Query(q): Query<Signed>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<Signed>,
     headers: HeaderMap,
-) -> Response {
+) -> Result<Response, ApiError> {
     use axum::http::header;
     let asked = header(&headers, axum::http::header::RANGE);
-    let rec = match s.bridge.check_download(&id, q.exp, &q.sig).await {
-        Ok(rec) => rec,
-        Err(e) => return transfer_error(e),
-    };
+    let rec = s
+        .bridge
+        .check_download(&id, q.exp, &q.sig)
+        .await
+        .map_err(transfer_error)?;
     let Ok(range) = byte_range(asked, rec.size) else {
-        return (
+        let refused = ApiError::new(
             StatusCode::RANGE_NOT_SATISFIABLE,
+            "range_not_satisfiable",
+            format!("the file has {} bytes", rec.size),
+        );
+        return Ok((
             [(header::CONTENT_RANGE, format!("bytes */{}", rec.size))],
+            refused,
         )
-            .into_response();
+            .into_response());
     };
-    let bytes = match s.bridge.download(&rec, range.clone()).await {
-        Ok(b) => b,
-        Err(e) => return transfer_error(e),
-    };
+    let bytes = s
+        .bridge
+        .download(&rec, range.clone())
+        .await
+        .map_err(transfer_error)?;
     // Only what a chat app shows inline is shown inline; the rest downloads, so an upload can
     // never run as a page of this origin.
     let inline = ["image/", "video/", "audio/"]
@@ -444,7 +451,7 @@ async fn media_get(
             resp.headers_mut().insert(header::CONTENT_RANGE, v);
         }
     }
-    resp
+    Ok(resp)
 }
 
 /// Bounds on HTTP connections (`[http]`).
@@ -720,7 +727,22 @@ impl hyper::service::Service<Request<Incoming>> for Tracked {
 
 #[cfg(test)]
 mod tests {
-    use super::byte_range;
+    use super::*;
+    use natter_bridge::auth::HashError;
+
+    #[tokio::test]
+    async fn a_password_that_cannot_be_hashed_is_a_500_in_the_json_shape() {
+        let resp = ApiError::from(UserError::Hash(HashError::Threads)).into_response();
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(resp.into_body(), MAX_BODY)
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            body,
+            json!({"error": {"code": "internal", "message": "the password could not be hashed"}})
+        );
+    }
 
     #[test]
     fn a_range_header_picks_bytes_inside_the_file() {

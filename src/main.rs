@@ -5,6 +5,7 @@
 //! runs. Only this binary uses `anyhow`; the libraries return typed errors.
 
 mod admin;
+mod api_error;
 mod http;
 mod serve;
 
@@ -107,6 +108,24 @@ fn read_password(from_stdin: bool) -> anyhow::Result<String> {
     }
 }
 
+/// `e` and each of its causes that its message does not already end with, joined by ": ", as
+/// `{:#}` joins an `anyhow` chain. natter's error types both name their cause in their message
+/// and keep it as their `source`, so that the message stands alone in a log line or an answer;
+/// this says each cause once.
+pub(crate) fn report(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let said = c.to_string();
+        if !text.ends_with(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        cause = c.source();
+    }
+    text
+}
+
 fn main() -> std::process::ExitCode {
     tune_allocator();
     let cli = Cli::parse();
@@ -143,7 +162,7 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("natter: {e:#}");
+            eprintln!("natter: {}", report(e.as_ref()));
             std::process::ExitCode::FAILURE
         }
     }

@@ -26,6 +26,7 @@ fn init_logging(config: &Config) {
         // Colour codes only where a person reads them, never in files or collectors.
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
+    // Fails only if a subscriber is already installed (a test's); that one logs instead.
     let _ = match config.log.format {
         LogFormat::Human => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
@@ -364,8 +365,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     tokio::select! {
         _ = shutdown_signal() => {}
-        _ = &mut running.task => anyhow::bail!("the MQTT server stopped"),
-        _ = http_task => anyhow::bail!("the HTTP server stopped"),
+        // Each runs until natter exits; a panic is the reason it stopped.
+        ended = &mut running.task => {
+            ended.context("the MQTT server failed")?;
+            anyhow::bail!("the MQTT server stopped")
+        }
+        ended = http_task => {
+            ended.context("the HTTP server failed")?;
+            anyhow::bail!("the HTTP server stopped")
+        }
     }
     shut_down(
         &running,
@@ -437,7 +445,10 @@ async fn shutdown_signal() {
         let mut term =
             match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
                 Ok(s) => s,
-                Err(_) => return std::future::pending().await,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for SIGTERM: no clean shutdown");
+                    return std::future::pending().await;
+                }
             };
         tokio::select! {
             _ = ctrl_c => {},

@@ -1,6 +1,10 @@
 //! The operator's side: `natter user …` with and without a running server, and start-up errors
 //! that name the config key, the value and what was expected.
 
+// An integration test: helpers (tests/common) are not `#[test]` functions, so clippy.toml
+// does not cover them; a failed step fails the test loudly, by design.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::process::Command;

@@ -1,7 +1,12 @@
 //! The HTTP listener's own bounds: a connection that never finishes its request head is closed
 //! after `http.header_timeout_secs`, an idle keep-alive one after `http.idle_timeout_secs`, at
 //! most `http.max_connections` are open (more wait), and natter raises its open files limit.
-//! Real sockets against a real natter process.
+//! Every refusal, axum's own included, is natter's one JSON error shape. Real sockets against a
+//! real natter process.
+
+// An integration test: helpers (tests/common) are not `#[test]` functions, so clippy.toml
+// does not cover them; a failed step fails the test loudly, by design.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
@@ -9,7 +14,8 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{Server, WAIT};
+use common::{Server, ADMIN_TOKEN, WAIT};
+use serde_json::Value;
 
 /// What a slowloris client sends of a request before it stalls.
 const HALF_REQUESTS: [&[u8]; 3] = [
@@ -165,4 +171,106 @@ fn natter_raises_its_open_files_limit_to_the_hard_limit() {
     );
     assert_ne!(numbers[0], "256", "{line}");
     assert!(s.log().contains("open files limit"), "{}", s.log());
+}
+
+/// One request with `body` (sent as `content_type`) or none; the status, the `Allow` header and
+/// the body as JSON (`Null` if it is not JSON).
+fn raw(
+    s: &Server,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: Option<&[u8]>,
+) -> (u16, Option<String>, Value) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(WAIT))
+        .build()
+        .into();
+    let req = ureq::http::Request::builder()
+        .method(method)
+        .uri(s.http_url(path))
+        .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
+        .header("content-type", content_type);
+    let mut resp = match body {
+        Some(b) => agent.run(req.body(b.to_vec()).unwrap()),
+        None => agent.run(req.body(()).unwrap()),
+    }
+    .unwrap();
+    let allow = resp
+        .headers()
+        .get("allow")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let text = resp.body_mut().read_to_string().unwrap();
+    let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+    (resp.status().as_u16(), allow, json)
+}
+
+/// Asserts natter's error shape, `{"error": {"code", "message"}}` and nothing else, with
+/// `status` and `code`.
+fn assert_refused(got: (u16, Option<String>, Value), status: u16, code: &str) {
+    let (got_status, _, body) = got;
+    assert_eq!(got_status, status, "{body}");
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "a message for people: {body}"
+    );
+    assert_eq!(body.as_object().map(|o| o.len()), Some(1), "{body}");
+    assert_eq!(
+        body["error"].as_object().map(|o| o.len()),
+        Some(2),
+        "{body}"
+    );
+}
+
+#[test]
+fn a_malformed_json_body_is_refused_with_the_json_error_shape() {
+    let s = Server::start();
+    let json = "application/json";
+    for (method, path) in [
+        ("POST", "/v1/token"),
+        ("POST", "/v1/admin/users"),
+        ("PUT", "/v1/admin/users/alice/password"),
+    ] {
+        let refused = raw(&s, method, path, json, Some(b"{\"user\": "));
+        assert_refused(refused, 400, "bad_json");
+        // JSON, but not the object the route takes.
+        let refused = raw(&s, method, path, json, Some(b"{\"who\": 1}"));
+        assert_refused(refused, 400, "bad_request");
+        let refused = raw(&s, method, path, "text/plain", Some(b"{}"));
+        assert_refused(refused, 415, "unsupported_type");
+    }
+    let big = format!("{{\"user\": \"{}\"}}", "a".repeat(32 * 1024));
+    let refused = raw(&s, "POST", "/v1/token", json, Some(big.as_bytes()));
+    assert_refused(refused, 413, "too_large");
+    // The API still works after each refusal.
+    s.add_user("alice", "pw");
+    assert!(!s.token("alice", "pw").is_empty());
+}
+
+#[test]
+fn unknown_routes_wrong_methods_and_bad_queries_get_the_json_error_shape() {
+    let s = Server::start();
+    assert_refused(raw(&s, "GET", "/nowhere", "", None), 404, "not_found");
+    assert_refused(raw(&s, "GET", "/v1/admin", "", None), 404, "not_found");
+    let refused = raw(&s, "DELETE", "/v1/token", "", None);
+    assert_eq!(
+        refused.1.as_deref(),
+        Some("POST"),
+        "405 says what is allowed"
+    );
+    assert_refused(refused, 405, "method_not_allowed");
+    let refused = raw(&s, "POST", "/v1/media/01jq0000000000000000000000", "", None);
+    assert_refused(refused, 405, "method_not_allowed");
+    // A signed media URL without its signature.
+    let refused = raw(&s, "GET", "/v1/media/01jq0000000000000000000000", "", None);
+    assert_refused(refused, 400, "bad_request");
+    // natter's own refusals have the same shape.
+    let (status, body) = common::http("GET", &s.http_url("/v1/admin/users"), None, None);
+    assert_refused((status, None, body), 401, "unauthorized");
+    let (status, _, body) = raw(&s, "GET", "/v1/admin/users", "", None);
+    assert_eq!(status, 200, "{body}");
 }

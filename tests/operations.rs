@@ -1,6 +1,10 @@
 //! Running natter: `/metrics` moves with traffic, `/readyz` follows the store and Redis, and
 //! SIGTERM stops it cleanly without losing a message it acknowledged.
 
+// An integration test: helpers (tests/common) are not `#[test]` functions, so clippy.toml
+// does not cover them; a failed step fails the test loudly, by design.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::HashSet;

@@ -3,6 +3,10 @@
 //! tried with stock means (a will, a client id, a user name, a dropped socket, a flood) against
 //! a real `natter serve`.
 
+// An integration test: helpers (tests/common) are not `#[test]` functions, so clippy.toml
+// does not cover them; a failed step fails the test loudly, by design.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::time::Duration;

@@ -162,8 +162,9 @@ struct Stats {
     received: usize,
 }
 
-fn hist() -> Histogram<u64> {
-    Histogram::new_with_bounds(1_000, 60_000_000_000, 3).expect("histogram bounds")
+/// A latency histogram from 1 µs to 60 s, in ns.
+fn hist() -> anyhow::Result<Histogram<u64>> {
+    Histogram::new_with_bounds(1_000, 60_000_000_000, 3).context("histogram bounds")
 }
 
 /// Records the time from `sent` (ns since `start`) to now; the histogram's floor is 1 µs.
@@ -221,7 +222,7 @@ fn sent_at(payload: &[u8]) -> Option<u64> {
     s[i..end].parse().ok()
 }
 
-/// A user name and password.
+/// A user name and its password.
 type Credentials = (String, String);
 
 /// Who connects, and what they publish.
@@ -237,7 +238,7 @@ struct Plan {
 
 struct Sender {
     id: String,
-    cred: Option<(String, String)>,
+    cred: Option<Credentials>,
     topics: Vec<String>,
     receipts: Option<String>,
 }
@@ -250,9 +251,9 @@ fn is_delivered(payload: &[u8]) -> bool {
 async fn run(cli: &Cli, name: &str, plan: Plan) -> anyhow::Result<()> {
     let start = Instant::now();
     let stats = Arc::new(Mutex::new(Stats {
-        puback: hist(),
-        delivery: hist(),
-        receipt: hist(),
+        puback: hist()?,
+        delivery: hist()?,
+        receipt: hist()?,
         received: 0,
     }));
     let mut keep = Vec::new();
@@ -635,13 +636,14 @@ async fn group(
     let answer = tokio::time::timeout(Duration::from_secs(30), answers.recv())
         .await
         .context("group.create answer")?;
-    let answer: serde_json::Value = serde_json::from_slice(&answer.unwrap_or_default())?;
+    let answer = answer.context("the connection ended before group.create was answered")?;
+    let answer: serde_json::Value = serde_json::from_slice(&answer)?;
     let gid = answer["group"]["id"]
         .as_str()
         .context("group.create failed")?
         .to_owned();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let mut h = hist();
+    let mut h = hist()?;
     let mut incomplete = 0;
     for k in 0..sends {
         let t0 = Instant::now();

@@ -22,15 +22,52 @@ use sha2::{Digest, Sha256};
 #[derive(Debug, thiserror::Error)]
 pub enum AuthSetupError {
     /// A key file could not be read or written.
-    #[error("config key `{key}`: cannot use key file {path}: {reason}")]
+    #[error("config key `{key}`: cannot use key file {path}: {source}")]
     KeyFile {
         /// The config key that names (or defaults) the file.
         key: String,
         /// The file.
         path: PathBuf,
         /// Why.
-        reason: String,
+        #[source]
+        source: KeyFileError,
     },
+}
+
+/// Why a key file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyFileError {
+    /// It could not be read or written.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// natter's signing key is too short to be a key.
+    #[error("the key is shorter than 32 bytes")]
+    Short,
+    /// A trusted issuer's file is not a public key of its algorithm.
+    #[error("not a PEM public key for {algorithm:?}: {source}")]
+    NotPublicKey {
+        /// The issuer's configured algorithm.
+        algorithm: IssuerAlgorithm,
+        /// What the PEM parser said.
+        #[source]
+        source: jsonwebtoken::errors::Error,
+    },
+}
+
+/// A token that could not be signed.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot sign a token: {0}")]
+pub struct IssueError(#[source] jsonwebtoken::errors::Error);
+
+/// Why a password could not be hashed.
+#[derive(Debug, thiserror::Error)]
+pub enum HashError {
+    /// argon2 refused the password or its parameters.
+    #[error("argon2 refused it: {0}")]
+    Argon2(#[source] argon2::password_hash::Error),
+    /// The hashing threads are gone: they could not start, or one panicked.
+    #[error("the password hashing threads are gone")]
+    Threads,
 }
 
 /// Claims of natter's tokens; `sub` is the user, `gen` the account's credential generation
@@ -74,17 +111,17 @@ pub struct Tokens {
 pub const NATTER_ISSUER: &str = "natter";
 
 /// Reads the HS256 key, making a random one (mode 0600) when the file does not exist yet.
-fn load_or_make_key(path: &Path) -> Result<Vec<u8>, String> {
+fn load_or_make_key(path: &Path) -> Result<Vec<u8>, KeyFileError> {
     match std::fs::read(path) {
         Ok(k) if k.len() >= 32 => Ok(k),
-        Ok(_) => Err("the key is shorter than 32 bytes".into()),
+        Ok(_) => Err(KeyFileError::Short),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let key: [u8; 32] = rand::random();
             let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
-            write_private(path, hex.as_bytes()).map_err(|e| e.to_string())?;
+            write_private(path, hex.as_bytes())?;
             Ok(hex.into_bytes())
         }
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -111,26 +148,30 @@ impl Tokens {
         } else {
             PathBuf::from(&cfg.token_key_file)
         };
-        let secret = load_or_make_key(&path).map_err(|reason| AuthSetupError::KeyFile {
+        let secret = load_or_make_key(&path).map_err(|source| AuthSetupError::KeyFile {
             key: "auth.token_key_file".into(),
             path: path.clone(),
-            reason,
+            source,
         })?;
         let mut issuers = Vec::new();
         for (i, iss) in cfg.trusted_issuers.iter().enumerate() {
-            let err = |reason: String| AuthSetupError::KeyFile {
+            let err = |source: KeyFileError| AuthSetupError::KeyFile {
                 key: format!("auth.trusted_issuers[{i}].public_key_file"),
                 path: iss.public_key_file.clone(),
-                reason,
+                source,
             };
-            let pem = std::fs::read(&iss.public_key_file).map_err(|e| err(e.to_string()))?;
+            let pem = std::fs::read(&iss.public_key_file).map_err(|e| err(e.into()))?;
             let (algorithm, key) = match iss.algorithm {
                 IssuerAlgorithm::RS256 => (Algorithm::RS256, DecodingKey::from_rsa_pem(&pem)),
                 IssuerAlgorithm::ES256 => (Algorithm::ES256, DecodingKey::from_ec_pem(&pem)),
                 IssuerAlgorithm::EdDSA => (Algorithm::EdDSA, DecodingKey::from_ed_pem(&pem)),
             };
-            let key =
-                key.map_err(|e| err(format!("not a PEM public key for {:?}: {e}", iss.algorithm)))?;
+            let key = key.map_err(|source| {
+                err(KeyFileError::NotPublicKey {
+                    algorithm: iss.algorithm,
+                    source,
+                })
+            })?;
             issuers.push(Issuer {
                 name: iss.issuer.clone(),
                 algorithm,
@@ -148,7 +189,7 @@ impl Tokens {
     }
 
     /// A signed token for `user`'s account as it is now, and when it expires (Unix seconds).
-    pub fn issue(&self, user: &UserRecord) -> (String, u64) {
+    pub fn issue(&self, user: &UserRecord) -> Result<(String, u64), IssueError> {
         let iat = now_secs();
         let exp = iat + self.ttl_secs;
         let claims = Claims {
@@ -158,10 +199,10 @@ impl Tokens {
             exp,
             gen: generation(user),
         };
-        // HS256 over serde_json claims cannot fail.
+        // HS256 over serde_json claims does not fail; were it to, an empty token is no answer.
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .unwrap_or_default();
-        (token, exp)
+            .map_err(IssueError)?;
+        Ok((token, exp))
     }
 
     /// The checks every token gets: signature, `iss`, `exp` and `nbf` with the configured
@@ -236,14 +277,14 @@ pub fn looks_like_jwt(password: &[u8]) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_'))
 }
 
-/// An argon2id PHC string for `password`, or `None` if argon2 refused it (absurd lengths, which
+/// An argon2id PHC string for `password`, or why argon2 refused it (absurd lengths, which
 /// callers bound; never an empty hash that would lock the account).
-pub fn hash_password(password: &str) -> Option<String> {
+pub fn hash_password(password: &str) -> Result<String, HashError> {
     let salt = SaltString::generate(&mut OsRng);
     Argon2::default()
         .hash_password(password.as_bytes(), &salt)
         .map(|h| h.to_string())
-        .ok()
+        .map_err(HashError::Argon2)
 }
 
 /// A hash no password matches, checked for unknown users so that they cost what known ones do
@@ -253,11 +294,17 @@ fn decoy_hash() -> &'static str {
     DECOY.get_or_init(|| {
         let random: [u8; 16] = rand::random();
         let text: String = random.iter().map(|b| format!("{b:02x}")).collect();
-        hash_password(&text).unwrap_or_default()
+        hash_password(&text).unwrap_or_else(|e| {
+            // The answer for an unknown user stays no (an empty hash matches nothing); only
+            // the cost that hides the name is lost, so say so.
+            tracing::error!(error = %e, "cannot make the decoy password hash");
+            String::new()
+        })
     })
 }
 
-/// Whether `password` matches the PHC string `hash`.
+/// Whether `password` matches the PHC string `hash`; a `hash` that is not a PHC string matches
+/// no password (the decoy's, if it could not be made, is empty).
 pub fn verify_password(password: &[u8], hash: &str) -> bool {
     PasswordHash::new(hash)
         .map(|h| Argon2::default().verify_password(password, &h).is_ok())
@@ -301,14 +348,20 @@ fn hash_pool() -> &'static tokio::sync::mpsc::Sender<HashJob> {
     })
 }
 
-/// Runs `f` on the hashing threads and returns its result (`None` if they are gone).
-async fn on_hash_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+/// Runs `f` on the hashing threads and returns its result.
+async fn on_hash_thread<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, HashError> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let job: HashJob = Box::new(move || {
+        // The caller stopped waiting (its request ended): nobody wants the result.
         let _ = tx.send(f());
     });
-    hash_pool().send(job).await.ok()?;
-    rx.await.ok()
+    hash_pool()
+        .send(job)
+        .await
+        .map_err(|_| HashError::Threads)?;
+    rx.await.map_err(|_| HashError::Threads)
 }
 
 /// [`verify_password`] on the hashing threads; with no hash (an unknown user), the password is
@@ -323,14 +376,16 @@ pub async fn verify_password_async(password: Vec<u8>, hash: Option<String>) -> b
         }
     })
     .await
-    .unwrap_or(false)
+    .unwrap_or_else(|e| {
+        // Nobody logs in unchecked: the login is refused, and the log says why.
+        tracing::error!(error = %e, "a password could not be checked");
+        false
+    })
 }
 
-/// [`hash_password`] on the hashing threads (`None` also if they are gone).
-pub async fn hash_password_async(password: String) -> Option<String> {
-    on_hash_thread(move || hash_password(&password))
-        .await
-        .flatten()
+/// [`hash_password`] on the hashing threads.
+pub async fn hash_password_async(password: String) -> Result<String, HashError> {
+    on_hash_thread(move || hash_password(&password)).await?
 }
 
 #[cfg(test)]
@@ -358,7 +413,7 @@ mod tests {
             created_ms: 0,
         };
         let alice = account("alice", "a");
-        let (tok, _) = t.issue(&alice);
+        let (tok, _) = t.issue(&alice).unwrap();
         assert!(looks_like_jwt(tok.as_bytes()));
         assert!(t.verify(&tok, &alice));
         assert!(!t.verify(&tok, &account("bob", "a")));

@@ -28,8 +28,17 @@ pub struct Seen {
 
 /// A presence backend that could not answer.
 #[derive(Debug, thiserror::Error)]
-#[error("presence backend unavailable: {0}")]
-pub struct PresenceError(pub String);
+pub enum PresenceError {
+    /// Redis refused, failed, or the URL is not one.
+    #[error("presence backend unavailable: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// No connection to Redis within the bound.
+    #[error("presence backend unavailable: connecting to Redis timed out")]
+    ConnectTimeout,
+    /// Redis did not answer a call within the bound.
+    #[error("presence backend unavailable: Redis did not answer in time")]
+    Timeout,
+}
 
 /// Where presence is kept.
 #[async_trait]
@@ -118,16 +127,12 @@ pub struct RedisPresence {
 /// Every Redis call gives up after this long: presence must never hold up a connection.
 const REDIS_TIMEOUT: Duration = Duration::from_millis(1500);
 
-fn rerr<E: std::fmt::Display>(e: E) -> PresenceError {
-    PresenceError(e.to_string())
-}
-
 impl RedisPresence {
     /// A backend on `url` (`redis://host:port/db`); devices expire `ttl` after their last
     /// refresh. Connects lazily, so natter starts even while Redis is down.
     pub fn new(url: &str, ttl: Duration) -> Result<RedisPresence, PresenceError> {
         Ok(RedisPresence {
-            client: redis::Client::open(url).map_err(rerr)?,
+            client: redis::Client::open(url)?,
             conn: tokio::sync::Mutex::new(None),
             ttl,
             node: format!("{:016x}", rand::random::<u64>()),
@@ -148,8 +153,7 @@ impl RedisPresence {
             self.client.get_connection_manager_with_config(cfg),
         )
         .await
-        .map_err(|_| PresenceError("connecting to Redis timed out".into()))?
-        .map_err(rerr)?;
+        .map_err(|_| PresenceError::ConnectTimeout)??;
         *slot = Some(c.clone());
         Ok(c)
     }
@@ -161,8 +165,8 @@ impl RedisPresence {
         let mut c = self.conn().await?;
         tokio::time::timeout(REDIS_TIMEOUT, pipe.query_async(&mut c))
             .await
-            .map_err(|_| PresenceError("Redis did not answer in time".into()))?
-            .map_err(rerr)
+            .map_err(|_| PresenceError::Timeout)?
+            .map_err(PresenceError::from)
     }
 
     fn key(user: &UserId) -> String {

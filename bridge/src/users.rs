@@ -44,9 +44,10 @@ pub enum UserError {
         #[source]
         source: ChatError,
     },
-    /// The password could not be hashed (the hashing threads are gone, or argon2 refused it).
+    /// The password could not be hashed (the hashing threads are gone, or argon2 refused it);
+    /// nothing was stored.
     #[error("the password could not be hashed")]
-    Hash,
+    Hash(#[source] auth::HashError),
 }
 
 fn check_password(p: &str) -> Result<(), UserError> {
@@ -59,7 +60,7 @@ fn check_password(p: &str) -> Result<(), UserError> {
 async fn hash(password: &str) -> Result<String, UserError> {
     auth::hash_password_async(password.to_owned())
         .await
-        .ok_or(UserError::Hash)
+        .map_err(UserError::Hash)
 }
 
 /// Creates `name` with `password`.
@@ -104,11 +105,11 @@ async fn remove_account(store: &dyn Store, name: &str) -> Result<Vec<Change>, Us
         user: name.to_owned(),
         source,
     };
-    // The account leaves as its own actor, from no device of its own.
+    // The account leaves as its own actor, from no device of its own ("account" is a valid
+    // device id: the `?` never refuses it).
     let actor = Client {
         user: id.clone(),
-        device: DeviceId::new("account")
-            .map_err(|e| groups_err(ChatError::BadRequest(e.to_string())))?,
+        device: DeviceId::new("account")?,
     };
     let mut changes = Vec::new();
     for gid in store.groups_of(&id).await? {

@@ -93,11 +93,39 @@ pub enum MediaError {
     Full,
     /// The directory or bucket failed.
     #[error("media storage failed: {0}")]
-    Storage(String),
+    Storage(#[source] BoxError),
     /// The configuration cannot be used (names the key).
-    #[error("{0}")]
-    Config(String),
+    #[error(transparent)]
+    Config(ConfigError),
 }
+
+/// A media configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A directory, file or bucket named by the config cannot be used.
+    #[error("{what}: {source}")]
+    Unusable {
+        /// The config key, its value, and what could not be done with it.
+        what: String,
+        /// Why.
+        #[source]
+        source: BoxError,
+    },
+    /// The media key file holds no key.
+    #[error("{} is not a media key (64 hex digits); delete it to have one made", .0.display())]
+    NotAKey(PathBuf),
+}
+
+/// A [`ConfigError::Unusable`]: `what` could not be done, because of `source`.
+fn unusable(what: String, source: impl std::error::Error + Send + Sync + 'static) -> MediaError {
+    MediaError::Config(ConfigError::Unusable {
+        what,
+        source: Box::new(source),
+    })
+}
+
+/// Any error, kept as the cause of a [`MediaError`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A URL that works until `expires_ms`.
 #[derive(Debug, Clone)]
@@ -161,11 +189,11 @@ fn is_full(e: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 /// A failed write or read: a full disk, or another storage failure.
-fn failure<E: std::error::Error + 'static>(e: E) -> MediaError {
+fn failure<E: std::error::Error + Send + Sync + 'static>(e: E) -> MediaError {
     if is_full(&e) {
         MediaError::Full
     } else {
-        MediaError::Storage(e.to_string())
+        MediaError::Storage(Box::new(e))
     }
 }
 
@@ -216,10 +244,7 @@ impl Media {
                     b = b.with_secret_access_key(&s3.secret_access_key);
                 }
                 let s3 = Arc::new(b.build().map_err(|e| {
-                    MediaError::Config(format!(
-                        "config key `media.s3` (bucket {:?}): {e}",
-                        s3.bucket
-                    ))
+                    unusable(format!("config key `media.s3` (bucket {:?})", s3.bucket), e)
                 })?);
                 (s3.clone(), Place::S3(s3))
             }
@@ -229,15 +254,12 @@ impl Media {
                 } else {
                     cfg.dir.clone()
                 };
-                let key_of = |what: &str, e: &dyn std::fmt::Display| {
-                    MediaError::Config(format!(
-                        "config key `media.dir` = {}: {what}: {e}",
-                        dir.display()
-                    ))
-                };
-                std::fs::create_dir_all(&dir).map_err(|e| key_of("cannot create it", &e))?;
+                let key_of =
+                    |what: &str| format!("config key `media.dir` = {}: {what}", dir.display());
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| unusable(key_of("cannot create it"), e))?;
                 let fs = LocalFileSystem::new_with_prefix(&dir)
-                    .map_err(|e| key_of("cannot use it", &e))?
+                    .map_err(|e| unusable(key_of("cannot use it"), e))?
                     .with_automatic_cleanup(true);
                 let key = if cfg.secret.is_empty() {
                     sign::Key::load_or_make(&data_dir.join("media.key"))?

@@ -54,18 +54,20 @@ impl Key {
     /// that URLs handed out stay valid across restarts.
     pub(crate) fn load_or_make(path: &Path) -> Result<Key, MediaError> {
         let fail = |what: &str, e: std::io::Error| {
-            MediaError::Config(format!(
-                "config key `media.secret` is empty and {} cannot be {what}: {e}",
-                path.display()
-            ))
+            crate::unusable(
+                format!(
+                    "config key `media.secret` is empty and {} cannot be {what}",
+                    path.display()
+                ),
+                e,
+            )
         };
         match std::fs::read_to_string(path) {
             Ok(text) => match unhex(text.trim()) {
                 Some(k) if k.len() >= 32 => return Ok(Key(k)),
                 _ => {
-                    return Err(MediaError::Config(format!(
-                        "{} is not a media key (64 hex digits); delete it to have one made",
-                        path.display()
+                    return Err(MediaError::Config(crate::ConfigError::NotAKey(
+                        path.to_owned(),
                     )))
                 }
             },

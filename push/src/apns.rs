@@ -12,7 +12,9 @@ use natter_config::ApnsConfig;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::{exchange, http_client, now_secs, read_key, Notification, Outcome, PushError};
+use crate::{
+    exchange, http_client, now_secs, read_key, KeyError, Notification, Outcome, PushError,
+};
 
 /// How long one provider token is used.
 const TOKEN_LIFE: Duration = Duration::from_secs(50 * 60);
@@ -42,7 +44,7 @@ impl Apns {
         let key = EncodingKey::from_ec_pem(&pem).map_err(|e| PushError::Key {
             key: "push.apns.key_file",
             path: cfg.key_file.display().to_string(),
-            reason: format!("not a .p8 (PKCS#8 EC P-256) key: {e}"),
+            source: KeyError::NotP8(e),
         })?;
         let base = cfg.base_url.trim_end_matches('/').to_owned();
         Ok(Apns {

@@ -12,7 +12,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
-use crate::{exchange, http_client, now_secs, read_key, Answer, Notification, Outcome, PushError};
+use crate::{
+    exchange, http_client, now_secs, read_key, Answer, KeyError, Notification, Outcome, PushError,
+};
 
 const SCOPE: &str = "https://www.googleapis.com/auth/firebase.messaging";
 
@@ -47,25 +49,23 @@ pub(crate) struct Fcm {
 
 impl Fcm {
     pub(crate) fn new(cfg: &FcmConfig, ttl: Duration) -> Result<Fcm, PushError> {
-        let key_err = |reason: String| PushError::Key {
+        let key_err = |source: KeyError| PushError::Key {
             key: "push.fcm.service_account_file",
             path: cfg.service_account_file.display().to_string(),
-            reason,
+            source,
         };
         let raw = read_key("push.fcm.service_account_file", &cfg.service_account_file)?;
-        let account: ServiceAccount = serde_json::from_slice(&raw)
-            .map_err(|e| key_err(format!("not a service account JSON: {e}")))?;
+        let account: ServiceAccount =
+            serde_json::from_slice(&raw).map_err(|e| key_err(KeyError::NotServiceAccount(e)))?;
         let key = EncodingKey::from_rsa_pem(account.private_key.as_bytes())
-            .map_err(|e| key_err(format!("`private_key` is not an RSA PEM key: {e}")))?;
+            .map_err(|e| key_err(KeyError::NotRsaKey(e)))?;
         let project = if cfg.project_id.is_empty() {
             account.project_id.clone()
         } else {
             cfg.project_id.clone()
         };
         if project.is_empty() {
-            return Err(key_err(
-                "no `project_id` in it, and push.fcm.project_id is empty".into(),
-            ));
+            return Err(key_err(KeyError::NoProject));
         }
         let base = cfg.base_url.trim_end_matches('/');
         Ok(Fcm {

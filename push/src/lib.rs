@@ -70,18 +70,39 @@ impl Outcome {
 #[derive(Debug, thiserror::Error)]
 pub enum PushError {
     /// A key file is missing or unusable; names the config key and the file.
-    #[error("config key `{key}` = {path}: {reason}")]
+    #[error("config key `{key}` = {path}: {source}")]
     Key {
         /// The config key.
         key: &'static str,
         /// The file.
         path: String,
         /// Why.
-        reason: String,
+        #[source]
+        source: KeyError,
     },
     /// The HTTP client could not be built.
     #[error("push HTTP client: {0}")]
-    Http(String),
+    Http(#[source] reqwest::Error),
+}
+
+/// Why a provider's key file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// It cannot be read.
+    #[error(transparent)]
+    Read(#[from] std::io::Error),
+    /// FCM: the file is not a service account's JSON.
+    #[error("not a service account JSON: {0}")]
+    NotServiceAccount(#[source] serde_json::Error),
+    /// FCM: the service account's `private_key` is not an RSA key.
+    #[error("`private_key` is not an RSA PEM key: {0}")]
+    NotRsaKey(#[source] jsonwebtoken::errors::Error),
+    /// FCM: no project named, in the file or the config.
+    #[error("no `project_id` in it, and push.fcm.project_id is empty")]
+    NoProject,
+    /// APNs: the file is not a `.p8` key.
+    #[error("not a .p8 (PKCS#8 EC P-256) key: {0}")]
+    NotP8(#[source] jsonwebtoken::errors::Error),
 }
 
 /// The configured providers.
@@ -192,14 +213,14 @@ fn http_client(h2_prior_knowledge: bool) -> Result<reqwest::Client, PushError> {
     if h2_prior_knowledge {
         b = b.http2_prior_knowledge();
     }
-    b.build().map_err(|e| PushError::Http(e.to_string()))
+    b.build().map_err(PushError::Http)
 }
 
 fn read_key(key: &'static str, path: &std::path::Path) -> Result<Vec<u8>, PushError> {
     std::fs::read(path).map_err(|e| PushError::Key {
         key,
         path: path.display().to_string(),
-        reason: e.to_string(),
+        source: e.into(),
     })
 }
 

@@ -5,6 +5,9 @@
 //! `cargo bench -p natter-store --bench writer`. Throughput is in sends per second. The store
 //! grows through the run, as a server's does.
 
+// A benchmark harness: a failed setup step should stop the run loudly, as in a test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};

@@ -3,6 +3,10 @@
 //! A backend's test calls [`run_all`] with a fresh store. Each check uses its own user names, so
 //! they can share one store. Checks panic with a message on failure, like any test.
 
+// A test suite, compiled into the library only so that every backend's tests can run it: it
+// fails loudly by design, as tests do.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::HashSet;
 use std::sync::Arc;
 
