@@ -1,8 +1,9 @@
 //! Credentials: argon2id password hashes, natter's own access tokens (HS256 JWTs), and tokens
 //! from trusted issuers (RS256, ES256, EdDSA public keys named in the config).
 //!
-//! Password checks are deliberately slow (argon2id), so they run on the blocking pool and never
-//! stall the connections being served.
+//! Password checks are deliberately slow (argon2id), so they run on dedicated hashing threads
+//! ([`verify_password_async`], [`hash_password_async`]) and never stall the connections being
+//! served.
 
 use natter_types::clock::now_secs;
 use std::path::{Path, PathBuf};

@@ -44,13 +44,13 @@ pub enum ChatError {
     /// Media deleted by retention.
     #[error("{0}")]
     Gone(String),
-    /// Too many of something too fast (typing indicators).
+    /// Too many of something too fast (messages, requests, presence look-ups, typing).
     #[error("{0}")]
     RateLimited(String),
     /// A configured limit (group size) would be exceeded.
     #[error("{0}")]
     Limit(String),
-    /// A part of the protocol not built yet.
+    /// Something this server is not set up to do (a push platform it has no credentials for).
     #[error("{0}")]
     Unsupported(String),
     /// The store refused for load; retry later.

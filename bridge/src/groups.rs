@@ -3,8 +3,9 @@
 //! requests themselves are in [`crate::requests`].
 //!
 //! A change is one store append: the `system` message that announces it carries the group's
-//! new record, so membership and the chat's account of it are committed together. Changes are
-//! serialised by one lock (they are rare next to messages); sends read the group from a cache
+//! new record, so membership and the chat's account of it are committed together. Changes (the
+//! `group.*` requests, and an account removal leaving its groups) are serialised by one lock
+//! (they are rare next to messages); sends read the group from a cache
 //! that every change replaces. Both assume one natter node; with several, the owner of a group
 //! (as for a user's seq) would apply its changes.
 

@@ -7,9 +7,11 @@
 //!
 //! One module per concept, each owning its state: [`chats`] (who may use a chat), [`send`]
 //! (the send pipeline), [`receipts`] and [`delivered`] (receipts), [`typing`], [`devices`]
-//! (connections and presence transitions), [`groups`] (the group cache and change rules),
-//! [`requests`] (one file per `q/{method}`), [`push`], [`media`], [`users`], [`auth`] and
-//! [`logins`] (credentials), [`outbound`] (everything natter publishes), [`wire`] (the JSON).
+//! (connections and presence transitions), [`presence`] (the presence backends: memory,
+//! Redis), [`groups`] (the group cache and change rules), [`requests`] (one file per
+//! `q/{method}`), [`push`], [`media`], [`users`], [`auth`] and [`logins`] (credentials),
+//! [`limits`] (rate buckets), [`outbound`] (everything natter publishes), [`wire`] (the JSON),
+//! [`error`] (`ChatError`, its codes and MQTT reasons).
 
 pub mod auth;
 mod chats;
@@ -149,8 +151,8 @@ impl Bridge {
         self.devices.count()
     }
 
-    /// Whether the store answers, and the presence backend where one is shared: `Err` names
-    /// what is down.
+    /// Whether this node takes work: not shutting down, the store answers, and so does the
+    /// presence backend where one is shared. `Err` names what is not.
     pub async fn ready(&self) -> Result<(), String> {
         if self.closing.load(Ordering::SeqCst) {
             return Err("shutting down".into());
@@ -180,9 +182,10 @@ impl Bridge {
     /// Checks `user`'s password or token, as a CONNECT or `POST /v1/token` presents it, from
     /// `remote`: the account if it is right, `None` if not (or if the attempt is throttled).
     ///
-    /// Tokens are always checked (cheap). A password is refused unchecked while its address or
-    /// its account is over the failed-login allowance ([`logins`]); otherwise it costs one
-    /// argon2 verification whether or not the user exists, so names cannot be told apart.
+    /// Tokens are always checked (cheap). A password is refused unchecked when it is longer
+    /// than [`users::MAX_PASSWORD_BYTES`], or while its address or its account is over the
+    /// failed-login allowance ([`logins`]); otherwise it costs one argon2 verification whether
+    /// or not the user exists, so names cannot be told apart.
     pub async fn check_credentials(
         &self,
         user: &UserId,

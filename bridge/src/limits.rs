@@ -1,8 +1,9 @@
-//! Token buckets: the per-user message and request rates, and the per-device typing rate.
+//! Token buckets: the per-user message and request rates, the per-device typing rate, and the
+//! failed-login allowances per address and per account ([`crate::logins`]).
 //!
-//! One user going over a rate is refused on their own publishes only; the buckets live in memory
-//! on the node that serves the user, and a bucket that has refilled completely is the same as no
-//! bucket, so the map forgets those when it grows.
+//! A key over its rate is refused only for itself (its own publishes, or its own login attempts);
+//! the buckets live in memory on the node that serves the user, and a bucket that has refilled
+//! completely is the same as no bucket, so the map forgets those when it grows.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -60,7 +61,7 @@ impl Bucket {
 /// Above this many buckets, the full ones are dropped before a new one is added.
 const PRUNE_AT: usize = 50_000;
 
-/// One bucket per key (a user), all with the same rate.
+/// One bucket per key (a user, or an address for logins), all with the same rate.
 pub(crate) struct Rate<K> {
     per_sec: f64,
     burst: f64,

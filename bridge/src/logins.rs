@@ -87,7 +87,8 @@ impl Logins {
         Ok(())
     }
 
-    /// A login failed: it takes from both allowances.
+    /// A login failed: it takes from the address's allowance (if counted) and, for a password
+    /// attempt, from the account's.
     pub(crate) fn failed(&self, ip: Option<IpAddr>, user: Option<&UserId>) {
         if let Some(ip) = self.counted(ip) {
             self.per_ip.allow(&ip);

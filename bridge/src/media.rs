@@ -2,9 +2,9 @@
 //! the local upload and download routes, and the retention sweep (the `media.upload` and
 //! `media.url` requests are in [`crate::requests`]).
 //!
-//! Who may do what lives here, not in the media service: only the uploader may send an upload,
-//! only members of a chat it was sent in may download it, and an upload counts only once its
-//! bytes matched what was announced.
+//! Who may do what lives here, not in the media service: only the uploader may send an upload, only
+//! the uploader and current members of a chat it was sent in may download it, and an upload counts
+//! only once its bytes matched what was announced.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};

@@ -1,11 +1,11 @@
 //! User administration, shared by the HTTP admin API and `natter user …` when no server runs.
 //!
-//! Removing a user removes the account, not only its name: it leaves every group (each group
-//! is told, as when a member leaves), and the store forgets its inbox, chats, read state,
-//! memberships, dedup memory and push tokens. Someone later created under the same name starts
-//! empty: they see no message from before their account existed (see [`crate::Bridge`]'s
-//! history floor), own none of the old uploads, and no token of the old account works. The
-//! running server also ends the user's sessions ([`crate::Bridge::remove_user`]).
+//! Removing a user removes the account, not only its name: it leaves every group (each group is
+//! told, as when a member leaves), and the store forgets its inbox, chats, read state, memberships,
+//! dedup memory and push tokens. Someone later created under the same name starts empty: they see
+//! no message from before their account existed (see `Bridge::account_since`), own none of the old
+//! uploads, and no token of the old account works. The running server also ends the user's sessions
+//! ([`crate::Bridge::remove_user`]).
 
 use natter_store::{Store, StoreError, UserRecord};
 use natter_types::{Client, DeviceId, UserId};
@@ -141,10 +141,14 @@ impl crate::Bridge {
     /// its groups is told, and every session of the user on this node (connected or kept
     /// offline) ends at once, so an open connection cannot go on sending or syncing.
     pub async fn remove_user(&self, name: &str) -> Result<(), UserError> {
+        // The same lock as the `group.*` requests, held until the group cache has the new
+        // records: a removal's leave changes never interleave with a change to the same group.
+        let guard = self.groups.changing().await;
         let changes = remove_account(&*self.store, name).await?;
         for change in &changes {
             self.tell_change(change).await;
         }
+        drop(guard);
         let id = UserId::new(name)?;
         self.logins.forget(&id);
         let ended = self.outbox.end_sessions(&id).await;

@@ -5,7 +5,8 @@
 //! the message is durable" holds by construction.
 //!
 //! The trust boundary lives here too. rmqtt publishes a CONNECT's will without asking the
-//! publish ACL, so a will is checked at CONNECT against the same rights as a PUBLISH. And,
+//! publish ACL, so a will is checked at CONNECT against the operator's rules only (`[[acl]]`,
+//! `[anonymous]`): a will can never be on a chat topic. And,
 //! whatever else rmqtt does, nothing is delivered on a chat topic (`u/`, `d/`, `p/`…) unless
 //! natter's bridge published it and the receiving session's user may read it; an ack is only
 //! believed for a delivery the bridge made.
@@ -27,7 +28,8 @@ use crate::retain::Retained;
 use crate::sessions::Sessions;
 use crate::{AuthVerdict, Gate, PublishVerdict, Refusal, Rules};
 
-/// The listener id of the anonymous listener (the credentialed ones are 1 and 2).
+/// The listener id of the anonymous listener (the credentialed ones are 1 tcp, 2 ws, 4 tls,
+/// 5 wss: see `Broker::start`).
 pub(crate) const ANONYMOUS_LISTENER: u16 = 3;
 
 /// What the hooks share.

@@ -51,7 +51,8 @@ pub enum Refusal {
     TooLarge,
     /// `0x97`: rate or queue limit.
     QuotaExceeded,
-    /// `0x80`: the store failed; nothing was kept, the client should resend.
+    /// `0x80`: natter cannot take it now (the store or media storage failed, or it is shutting
+    /// down); nothing was kept, the client should resend.
     Unavailable,
 }
 

@@ -3,9 +3,10 @@
 //!
 //! rmqtt keeps sessions by client id; this remembers which client ids belong to which user.
 //! A client id is added when its CONNECT is accepted (before rmqtt has made the session, so two
-//! CONNECTs at once cannot both take the last place) and forgotten lazily: whenever a user is at
-//! the limit, ids whose session rmqtt no longer has are dropped, once their CONNECT has had time
-//! to finish. So the count is never below the truth, and never above it for long.
+//! CONNECTs at once cannot both take the last place) and forgotten a second after rmqtt ends its
+//! session ([`Sessions::ended`]), unless a newer CONNECT took it. As a fallback, whenever a user
+//! is at the limit, ids whose session rmqtt no longer has are dropped once their CONNECT has had
+//! time to finish. So the count is never below the truth, and never above it for long.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -155,8 +155,8 @@ impl Pusher {
 }
 
 /// The delay before attempt `attempt + 1`: `base` doubled per attempt up to `max`, then a
-/// random part of it (full jitter, so that clients that failed together do not retry together),
-/// never less than the provider's `Retry-After`.
+/// random point between half of that and all of it (so that clients that failed together do
+/// not retry together), never less than the provider's `Retry-After`.
 pub fn backoff(
     attempt: u32,
     base: Duration,

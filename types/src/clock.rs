@@ -1,7 +1,9 @@
 //! natter's one clock: wall time in milliseconds since the Unix epoch.
 //!
 //! Every timestamp natter stores or sends (`ts`, `last_seen`, `created`, token times) reads
-//! this one function, so a test or a future clock source changes one place.
+//! these functions, so a test or a future clock source changes one place. The time inside ids
+//! (ULIDs: [`crate::MsgId`], [`crate::GroupId`], [`crate::MediaId`]) is read by the `ulid` crate
+//! from the same system clock, not through here.
 
 /// Milliseconds since the Unix epoch; 0 if the system clock is set before 1970.
 pub fn now_ms() -> u64 {

@@ -1,9 +1,12 @@
-//! The vocabulary every natter crate shares: who is speaking ([`UserId`], [`DeviceId`]), where a
-//! message goes ([`ChatAddr`], [`ChatKey`]) and how it is ordered ([`MsgId`], [`Seq`]).
+//! The vocabulary every natter crate shares: who is speaking ([`UserId`], [`DeviceId`],
+//! [`Client`]), where a message goes ([`ChatAddr`], [`ChatKey`], [`GroupId`]), how it is ordered
+//! ([`MsgId`], [`Seq`]), uploads ([`MediaId`]) and push platforms ([`PushPlatform`]); the topic
+//! scheme ([`topic`]) and the clock ([`clock`]).
 //!
 //! Each type is validated once, where it enters the system (a CONNECT, a topic, a request), so the
-//! rest of the code can trust it. This crate must never grow behaviour beyond parsing and
-//! formatting: it sits below every other crate, and anything it depends on, they all do.
+//! rest of the code can trust it. This crate must never grow behaviour beyond parsing,
+//! formatting, making fresh ids and reading the clock: it sits below every other crate, and
+//! anything it depends on, they all do.
 
 pub mod clock;
 pub mod topic;

@@ -1,5 +1,7 @@
-//! The topic scheme (docs/protocol.md, "Topics"): every chat topic natter reads or writes is
-//! named here, and nowhere else.
+//! The topic scheme (docs/protocol.md, "Topics"): every topic a client publishes to is parsed
+//! here ([`Inbound`]), and every topic natter publishes to is formatted here ([`Outbound`]).
+//! Subscription filters and deliveries are still matched level by level where they are checked
+//! (the bridge's `may_subscribe`; the broker's `may_receive` and retained presence).
 //!
 //! Clients publish to [`Inbound`] topics (`m/`, `r/`, `t/`, `q/`); natter publishes to
 //! [`Outbound`] topics (`u/{me}/m|r|e`, `d/{me}/{device}`, `p/{user}`). Both sets live in the
