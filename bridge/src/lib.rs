@@ -320,8 +320,8 @@ impl Gate for Bridge {
             Err(e) => {
                 tracing::debug!(client = %client, topic, code = e.code(), "publish refused");
                 metrics::counter!("natter_errors_total", "code" => e.code()).increment(1);
-                // A request's error is its answer (matched by `id`); any other publish's error
-                // names its topic and `cid`.
+                // A request's error is its answer (matched by `id`, null when the request had
+                // none); any other publish's error names its topic and `cid`.
                 let report = if topic.starts_with("q/") {
                     wire::answer_err(&send::peek_field(&payload, "id").unwrap_or_default(), &e)
                 } else {

@@ -187,6 +187,8 @@ impl<'a> MessageOut<'a> {
         MessageOut {
             id: m.id,
             seq,
+            // Every reader of a stored message is one of its chat's users, and a stored group
+            // key always names a group: the empty default would be a store bug, never input.
             chat: m
                 .chat
                 .addr_for(reader)
@@ -202,6 +204,7 @@ impl<'a> MessageOut<'a> {
 
     /// As a payload.
     pub fn bytes(&self) -> Bytes {
+        // Serialising it cannot fail: strings, numbers and a JSON value, no non-string map keys.
         Bytes::from(serde_json::to_vec(self).unwrap_or_default())
     }
 }
@@ -235,6 +238,7 @@ impl<'a> From<&'a StoredMessage> for Receipted<'a> {
 /// A receipt for the sender of `m`: `what` (`sent`, `delivered`, `read`) at `ts`, `by` the
 /// recipient (none for `sent`), with the chat as the sender names it.
 pub fn receipt(m: Receipted<'_>, what: Receipt<'_>, ts: u64) -> Bytes {
+    // The sender is always one of the chat's users (see `MessageOut::new`).
     let chat = m
         .chat
         .addr_for(m.from)
@@ -257,6 +261,7 @@ pub fn page<'a>(msgs: impl Iterator<Item = MessageOut<'a>>) -> (Vec<Value>, bool
     let mut out = Vec::new();
     let mut bytes = 0;
     for m in msgs {
+        // Cannot fail (see `MessageOut::bytes`).
         let v = serde_json::to_value(m).unwrap_or_default();
         bytes += v.to_string().len();
         if bytes > ANSWER_BYTES && !out.is_empty() {
