@@ -68,8 +68,12 @@ async fn chat() -> Chat {
         };
         assert!(store.create_user(rec).await.unwrap());
     }
+    let mut limits = natter_config::LimitsConfig::default();
+    // Groups here are made of users who never wrote to each other: add them, don't invite.
+    limits.group_adds = natter_config::GroupAdds::Anyone;
     let config = Arc::new(Config {
         data_dir: dir.path().to_owned(),
+        limits,
         ..Config::default()
     });
     let tokens = Arc::new(crate::auth::Tokens::load(&config.auth, dir.path()).unwrap());
@@ -239,4 +243,78 @@ async fn two_devices_acking_one_message_make_one_delivered_receipt() {
     assert_eq!(delivered[0].0["status"], "delivered");
     assert_eq!(delivered[0].0["by"], "bob");
     assert_eq!(delivered[0].0["cid"], "c1");
+}
+
+/// Creates a group of alice (admin) and `members`; returns its chat address (`g/…`).
+async fn group(t: &Chat, members: &str) -> String {
+    let body = format!(r#"{{"id":1,"name":"team","members":{members}}}"#);
+    t.publish("alice:phone", "q/group.create", &body).await;
+    let answer = t.out.take("d/alice/phone");
+    let chat = answer[0].0["group"]["chat"].as_str().unwrap().to_owned();
+    t.out.0.lock().unwrap().clear();
+    chat
+}
+
+#[tokio::test]
+async fn a_group_message_reaches_every_member_once_with_their_own_seq() {
+    let t = chat().await;
+    let g = group(&t, r#"["bob","carol"]"#).await;
+    t.publish("bob:tablet", &format!("m/{g}"), r#"{"body":"hello all"}"#)
+        .await;
+    for reader in ["alice", "bob", "carol"] {
+        let got = t.out.take(&format!("u/{reader}/m"));
+        assert_eq!(got.len(), 1, "{reader}");
+        assert_eq!(got[0].0["chat"], g.as_str());
+        assert_eq!(got[0].0["from"], "bob");
+        // The group's creation message was each member's first; this is their second.
+        assert_eq!(got[0].0["seq"], 2, "{reader}");
+    }
+}
+
+#[tokio::test]
+async fn a_removed_member_is_told_and_then_hears_nothing_more() {
+    let t = chat().await;
+    let g = group(&t, r#"["bob","carol"]"#).await;
+    let id = g.trim_start_matches("g/");
+    t.publish(
+        "alice:phone",
+        "q/group.remove",
+        &format!(r#"{{"id":2,"group":"{id}","members":["carol"]}}"#),
+    )
+    .await;
+    let told = t.out.take("u/carol/m");
+    assert_eq!(told.len(), 1, "carol reads the message that removes her");
+    assert_eq!(told[0].0["type"], "system");
+    let event = t.out.take("u/carol/e");
+    assert_eq!(event[0].0["action"], "removed");
+    t.out.0.lock().unwrap().clear();
+    t.publish("alice:phone", &format!("m/{g}"), r#"{"body":"after"}"#)
+        .await;
+    assert!(t.out.take("u/carol/m").is_empty());
+    assert_eq!(t.out.take("u/bob/m").len(), 1);
+    let v = t
+        .publish(
+            "carol:laptop",
+            &format!("m/{g}"),
+            r#"{"body":"still here?"}"#,
+        )
+        .await;
+    assert!(matches!(v, PublishVerdict::Refused(..)));
+}
+
+#[tokio::test]
+async fn presence_is_published_on_the_first_connection_and_the_last_disconnection_only() {
+    let t = chat().await;
+    let (phone, laptop) = (client("bob:phone"), client("bob:laptop"));
+    t.bridge.connected(&phone).await;
+    t.bridge.connected(&laptop).await;
+    let up = t.out.take("p/bob");
+    assert_eq!(up.len(), 1);
+    assert_eq!(up[0].0["state"], "online");
+    assert_eq!(up[0].1, Delivery::Retained);
+    t.bridge.disconnected(&phone).await;
+    assert!(t.out.take("p/bob").is_empty(), "the laptop is still on");
+    t.bridge.disconnected(&laptop).await;
+    let down = t.out.take("p/bob");
+    assert_eq!(down[0].0["state"], "offline");
 }
