@@ -68,9 +68,11 @@ async fn chat() -> Chat {
         };
         assert!(store.create_user(rec).await.unwrap());
     }
-    let mut limits = natter_config::LimitsConfig::default();
     // Groups here are made of users who never wrote to each other: add them, don't invite.
-    limits.group_adds = natter_config::GroupAdds::Anyone;
+    let limits = natter_config::LimitsConfig {
+        group_adds: natter_config::GroupAdds::Anyone,
+        ..Default::default()
+    };
     let config = Arc::new(Config {
         data_dir: dir.path().to_owned(),
         limits,
