@@ -28,7 +28,7 @@ use scylla::policies::load_balancing::DefaultPolicy;
 use scylla::statement::{Consistency, SerialConsistency};
 
 pub use schema::Replication;
-pub use store::CassandraStore;
+pub use store::{CassandraStore, STATEMENTS};
 
 /// The result type of this crate.
 pub type Result<T> = std::result::Result<T, StoreError>;
