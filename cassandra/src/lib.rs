@@ -20,7 +20,7 @@ mod store;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use natter_store::StoreError;
+use natter_store::{limits, StoreError};
 use scylla::client::execution_profile::ExecutionProfile;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
@@ -76,9 +76,9 @@ impl Default for CassandraOptions {
             consistency: Consistency::LocalQuorum,
             credentials: None,
             tls: None,
-            dedup_ms: 48 * 3600 * 1000,
+            dedup_ms: limits::DEFAULT_DEDUP_MS,
             message_ttl_secs: 0,
-            max_in_flight: 16_384,
+            max_in_flight: limits::DEFAULT_MAX_WAITING,
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(10),
             schema_metadata: true,

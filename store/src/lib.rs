@@ -8,6 +8,7 @@
 
 pub mod conformance;
 pub mod embedded;
+pub mod limits;
 mod model;
 mod user_cache;
 

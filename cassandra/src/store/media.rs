@@ -138,9 +138,7 @@ impl CassandraStore {
             return Ok(());
         };
         let mut m: StoredMessage = from_json(&body)?;
-        if let Some(serde_json::Value::Object(media)) = &mut m.content.media {
-            media.insert("expired".into(), serde_json::Value::Bool(true));
-        }
+        m.mark_media_expired();
         let w = self.w(
             &self.st.msg_insert,
             vec![

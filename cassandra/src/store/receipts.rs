@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use futures::{StreamExt, TryStreamExt};
+use natter_store::limits::{trim_newly_read, READ_SCAN};
 use natter_store::{ReadOutcome, ReceiptMark, ReceiptStatus, StoredMessage};
 use natter_types::{ChatKey, MsgId, Seq, UserId};
 use scylla::value::CqlValue;
@@ -13,11 +14,6 @@ use super::values::{as_u64, big, blob, text};
 use super::{CassandraStore, FAN_OUT};
 use crate::buckets::id_blob;
 use crate::Result;
-
-/// Most inbox entries one read-pointer move looks at, and most messages it reports, as in the
-/// embedded store.
-const READ_SCAN: usize = 5000;
-const READ_REPORT: usize = 1000;
 
 impl CassandraStore {
     /// How far `user` has got with message `id` of `chat`: 0 nowhere, 1 delivered, 2 read.
@@ -135,9 +131,7 @@ pub(super) async fn read_upto(
             newly.push(m);
         }
     }
-    if newly.len() > READ_REPORT {
-        newly.drain(..newly.len() - READ_REPORT);
-    }
+    trim_newly_read(&mut newly);
     let unread = unread.saturating_sub(passed);
     writes.push(s.w(
         &s.st.state_read,

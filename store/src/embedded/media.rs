@@ -166,9 +166,7 @@ fn mark_messages_expired(txn: &WriteTransaction, rec: &MediaRecord) -> Result<()
             Err(StoreError::Corrupt(_)) => continue,
             Err(e) => return Err(e),
         };
-        if let Some(serde_json::Value::Object(media)) = &mut m.content.media {
-            media.insert("expired".into(), serde_json::Value::Bool(true));
-        }
+        m.mark_media_expired();
         messages
             .insert((chat.as_str(), msg.0), to_json(&m)?.as_slice())
             .map_err(storage)?;

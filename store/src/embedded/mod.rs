@@ -24,6 +24,7 @@ use async_trait::async_trait;
 use natter_types::{ChatKey, DeviceId, GroupId, MediaId, MsgId, Seq, UserId};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::limits;
 use crate::user_cache::UserCache;
 use crate::{
     Appended, ChatSummary, GroupRecord, InboxItem, MediaRecord, MediaState, NewMessage, PushJob,
@@ -51,8 +52,8 @@ impl Default for EmbeddedOptions {
     fn default() -> Self {
         EmbeddedOptions {
             max_batch: 512,
-            max_queue: 16_384,
-            dedup_ms: 48 * 3600 * 1000,
+            max_queue: limits::DEFAULT_MAX_WAITING,
+            dedup_ms: limits::DEFAULT_DEDUP_MS,
             cache_bytes: 64 << 20,
         }
     }

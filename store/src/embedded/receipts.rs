@@ -7,12 +7,8 @@ use redb::ReadableTable;
 use super::db::storage;
 use super::tables::{from_json, load_message, BatchTables, ChatState, InboxEntry, RECEIPTS};
 use super::EmbeddedStore;
+use crate::limits::{trim_newly_read, READ_SCAN};
 use crate::{ReadOutcome, ReceiptMark, ReceiptStatus, Result};
-
-/// Most inbox entries one read-pointer move looks at, and most messages it reports as newly
-/// read: bounds the work of `{"upto": …}` after a long absence.
-const READ_SCAN: usize = 5000;
-const READ_REPORT: usize = 1000;
 
 /// The `RECEIPTS` table as the writer has it open.
 type Receipts<'t> = redb::Table<'t, (&'static str, u128, &'static str), u8>;
@@ -65,9 +61,7 @@ pub(super) fn read_upto(
         });
     }
     let (mut newly, passed) = mark_passed_read(t, user, chat, st.read_seq + 1, upto)?;
-    if newly.len() > READ_REPORT {
-        newly.drain(..newly.len() - READ_REPORT);
-    }
+    trim_newly_read(&mut newly);
     st.unread = st.unread.saturating_sub(passed);
     st.read_seq = upto;
     t.chats
@@ -138,11 +132,7 @@ pub(super) async fn receipt(
             let v = t
                 .get((chat.as_str(), id.0, user.as_str()))
                 .map_err(storage)?;
-            Ok(match v.map(|g| g.value()) {
-                Some(1) => Some(ReceiptStatus::Delivered),
-                Some(2) => Some(ReceiptStatus::Read),
-                _ => None,
-            })
+            Ok(v.and_then(|g| ReceiptStatus::from_level(g.value().into())))
         })
         .await
 }
