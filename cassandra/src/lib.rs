@@ -108,14 +108,14 @@ pub fn consistency(name: &str) -> Option<Consistency> {
     })
 }
 
-/// Any driver or server failure, as a store failure that says what failed.
-pub(crate) fn storage<E: std::fmt::Display>(e: E) -> StoreError {
-    StoreError::Storage(format!("cassandra: {e}"))
+/// Any driver or server failure, as a store failure that says what failed and keeps it.
+pub(crate) fn storage<E: std::error::Error + Send + Sync + 'static>(e: E) -> StoreError {
+    StoreError::storage_from(format!("cassandra: {e}"), e)
 }
 
-/// A stored row that does not decode.
-pub(crate) fn corrupt<E: std::fmt::Display>(e: E) -> StoreError {
-    StoreError::Corrupt(e.to_string())
+/// A stored row that does not decode, in the decoder's words.
+pub(crate) fn corrupt<E: std::error::Error + Send + Sync + 'static>(e: E) -> StoreError {
+    StoreError::corrupt_from(e.to_string(), e)
 }
 
 /// Connects to the cluster, creates or migrates natter's keyspace and returns a session that
@@ -149,10 +149,11 @@ pub(crate) async fn connect(opts: &CassandraOptions) -> Result<Session> {
         builder = builder.tls_context(Some(tls_context(tls)?));
     }
     let session = builder.build().await.map_err(|e| {
-        StoreError::Storage(format!(
+        let what = format!(
             "cassandra: cannot connect to {}: {e}",
             opts.contact_points.join(", ")
-        ))
+        );
+        StoreError::storage_from(what, e)
     })?;
     let before = schema::migrate(&session, &opts.keyspace, &opts.replication).await?;
     tracing::info!(
@@ -172,10 +173,8 @@ pub(crate) async fn connect(opts: &CassandraOptions) -> Result<Session> {
 fn tls_context(tls: &TlsFiles) -> Result<openssl::ssl::SslContext> {
     use openssl::ssl::{SslContextBuilder, SslFiletype, SslMethod, SslVerifyMode};
     let file_err = |what: &str, path: &PathBuf, e: openssl::error::ErrorStack| {
-        StoreError::Storage(format!(
-            "cassandra TLS: cannot use {what} {}: {e}",
-            path.display()
-        ))
+        let what = format!("cassandra TLS: cannot use {what} {}: {e}", path.display());
+        StoreError::storage_from(what, e)
     };
     let mut b = SslContextBuilder::new(SslMethod::tls_client()).map_err(storage)?;
     b.set_ca_file(&tls.ca_file)

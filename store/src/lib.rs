@@ -19,6 +19,10 @@ use async_trait::async_trait;
 use natter_types::{ChatKey, DeviceId, GroupId, MediaId, MsgId, Seq, UserId};
 
 /// What can go wrong in a store.
+///
+/// `Storage` and `Corrupt` keep the error that caused them, if any, as their
+/// [`source`](std::error::Error::source); their message already includes its words, so a
+/// log line with the error alone says everything.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// Too many writes are waiting; the caller should refuse this one (quota exceeded) and the
@@ -29,11 +33,88 @@ pub enum StoreError {
     #[error("the store is closed")]
     Closed,
     /// The disk or database failed (full disk, I/O error). Nothing of the failed write was kept.
-    #[error("storage failure: {0}")]
-    Storage(String),
+    #[error("storage failure: {what}")]
+    Storage {
+        /// What failed, in words that include the cause's.
+        what: String,
+        /// The error underneath, where there was one.
+        #[source]
+        cause: Option<Cause>,
+    },
     /// Stored data could not be read back.
-    #[error("corrupt record: {0}")]
-    Corrupt(String),
+    #[error("corrupt record: {what}")]
+    Corrupt {
+        /// What could not be read, in words that include the cause's.
+        what: String,
+        /// The error underneath, where there was one.
+        #[source]
+        cause: Option<Cause>,
+    },
+}
+
+impl StoreError {
+    /// A storage failure with no error underneath (one the store itself decided).
+    pub fn storage(what: impl Into<String>) -> StoreError {
+        StoreError::Storage {
+            what: what.into(),
+            cause: None,
+        }
+    }
+
+    /// A storage failure caused by `cause`; `what` says what failed and includes `cause`'s words.
+    pub fn storage_from(
+        what: impl Into<String>,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> StoreError {
+        StoreError::Storage {
+            what: what.into(),
+            cause: Some(Cause::new(cause)),
+        }
+    }
+
+    /// A record that does not decode, with no error underneath.
+    pub fn corrupt(what: impl Into<String>) -> StoreError {
+        StoreError::Corrupt {
+            what: what.into(),
+            cause: None,
+        }
+    }
+
+    /// A record that does not decode because of `cause`; `what` includes `cause`'s words.
+    pub fn corrupt_from(
+        what: impl Into<String>,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> StoreError {
+        StoreError::Corrupt {
+            what: what.into(),
+            cause: Some(Cause::new(cause)),
+        }
+    }
+}
+
+/// The error underneath a [`StoreError`], shared so that the error stays `Clone` (the embedded
+/// writer answers every send of a failed batch with the same error).
+///
+/// It derefs to the error itself, which is what [`StoreError`]'s `source()` returns: a caller
+/// can `downcast_ref` it to the backend's own error type (redb's, the driver's, `io::Error`).
+#[derive(Debug, Clone)]
+pub struct Cause(std::sync::Arc<dyn std::error::Error + Send + Sync + 'static>);
+
+impl Cause {
+    /// Keeps `e`.
+    pub fn new(e: impl std::error::Error + Send + Sync + 'static) -> Cause {
+        Cause(std::sync::Arc::new(e))
+    }
+}
+
+// Deliberately no `Error` impl: thiserror then reaches through `Deref` for `source()`, so the
+// source is the caused error itself, not a wrapper that would defeat `downcast_ref`.
+impl std::ops::Deref for Cause {
+    type Target = dyn std::error::Error + Send + Sync + 'static;
+
+    fn deref(&self) -> &Self::Target {
+        &*self.0
+    }
 }
 
 /// The result type of every store call.
@@ -132,4 +213,22 @@ pub trait Store: Send + Sync + 'static {
     /// [`MediaState::Expired`] and every message carrying it is marked `"expired": true` in its
     /// `media`, in one transaction. Returns the record as it was, if known.
     async fn media_expire(&self, id: &MediaId) -> Result<Option<MediaRecord>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error;
+
+    #[test]
+    fn a_storage_error_says_what_failed_and_keeps_its_cause() {
+        let io = std::io::Error::new(std::io::ErrorKind::StorageFull, "disk full");
+        let e = StoreError::storage_from(io.to_string(), io);
+        assert_eq!(e.to_string(), "storage failure: disk full");
+        let cause = e.clone().source().map(|c| c.to_string());
+        assert_eq!(cause.as_deref(), Some("disk full"));
+        let io = e.source().and_then(|c| c.downcast_ref::<std::io::Error>());
+        assert_eq!(io.map(|e| e.kind()), Some(std::io::ErrorKind::StorageFull));
+        assert!(StoreError::corrupt("bad row").source().is_none());
+    }
 }

@@ -14,7 +14,7 @@ use super::values::{as_u64, big, blob, text};
 use super::{CassandraStore, FAN_OUT};
 use crate::buckets::{blob_id, inbox_bucket};
 use crate::owner::UserHead;
-use crate::{corrupt, Result};
+use crate::Result;
 
 /// A `chat_state` row: last message id, last seq, unread, read pointer (any may be null once
 /// the message TTL passed).
@@ -156,7 +156,8 @@ impl CassandraStore {
                 )
                 .await?;
             for (seq, chat, id) in rows {
-                let id = blob_id(&id).ok_or_else(|| corrupt("inbox id is not 16 bytes"))?;
+                let id =
+                    blob_id(&id).ok_or_else(|| StoreError::corrupt("inbox id is not 16 bytes"))?;
                 out.push((as_u64(seq), ChatKey::from_stored(chat), id));
             }
             bucket += 1;

@@ -1,7 +1,7 @@
 //! Media: uploads from announced to ready to expired, each state change a lightweight
 //! transaction, and the per-state, per-day index the retention sweeps read.
 
-use natter_store::{MediaRecord, MediaState, StoredMessage};
+use natter_store::{MediaRecord, MediaState, StoreError, StoredMessage};
 use natter_types::clock::now_ms;
 use natter_types::{ChatKey, MediaId, MsgId, UserId};
 use scylla::value::CqlValue;
@@ -27,7 +27,9 @@ fn parse_state(s: &str) -> Result<MediaState> {
         "pending" => Ok(MediaState::Pending),
         "ready" => Ok(MediaState::Ready),
         "expired" => Ok(MediaState::Expired),
-        other => Err(corrupt(format!("unknown media state {other:?}"))),
+        other => Err(StoreError::corrupt(format!(
+            "unknown media state {other:?}"
+        ))),
     }
 }
 
@@ -41,10 +43,10 @@ fn sent_in_entry(chat: &ChatKey, id: MsgId) -> String {
 fn parse_sent_in(s: &str) -> Result<(ChatKey, MsgId)> {
     let (id, chat) = s
         .split_once('/')
-        .ok_or_else(|| corrupt(format!("media sent_in entry {s:?}")))?;
+        .ok_or_else(|| StoreError::corrupt(format!("media sent_in entry {s:?}")))?;
     let id: MsgId = id
         .parse()
-        .map_err(|_| corrupt(format!("media sent_in id {id:?}")))?;
+        .map_err(|e| StoreError::corrupt_from(format!("media sent_in id {id:?}"), e))?;
     Ok((ChatKey::from_stored(chat.to_owned()), id))
 }
 

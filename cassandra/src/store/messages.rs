@@ -83,7 +83,7 @@ async fn earlier_send(
     let Some((chat, id, ts)) = seen else {
         return Ok(None);
     };
-    let id = blob_id(&id).ok_or_else(|| corrupt("dedup id is not 16 bytes"))?;
+    let id = blob_id(&id).ok_or_else(|| StoreError::corrupt("dedup id is not 16 bytes"))?;
     if as_u64(ts) + s.opts.dedup_ms > now {
         return s.message_at(&ChatKey::from_stored(chat), id).await;
     }

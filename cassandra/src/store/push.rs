@@ -1,7 +1,7 @@
 //! Push: each device's token (one owner per token) and the queue of notifications not yet
 //! sent, spread over [`PUSH_SHARDS`] partitions by user.
 
-use natter_store::{PushJob, PushPlatform, PushToken};
+use natter_store::{PushJob, PushPlatform, PushToken, StoreError};
 use natter_types::{DeviceId, UserId};
 use scylla::value::CqlValue;
 
@@ -101,7 +101,7 @@ pub(super) async fn push_tokens(s: &CassandraStore, user: &UserId) -> Result<Vec
             device: DeviceId::new(&device).map_err(corrupt)?,
             platform: platform
                 .parse::<PushPlatform>()
-                .map_err(|_| corrupt(format!("push platform {platform:?}")))?,
+                .map_err(|_| StoreError::corrupt(format!("push platform {platform:?}")))?,
             token,
         });
     }

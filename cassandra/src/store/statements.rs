@@ -35,7 +35,7 @@ macro_rules! statements {
                 let mut take = |name: &str| {
                     prepared
                         .remove(name)
-                        .ok_or_else(|| StoreError::Storage(format!("statement {name} not prepared")))
+                        .ok_or_else(|| StoreError::storage(format!("statement {name} not prepared")))
                 };
                 Ok(Statements {
                     $($name: take(stringify!($name))?,)*
@@ -118,7 +118,8 @@ impl Statements {
         let mut prepared = HashMap::new();
         for (name, cql) in STATEMENTS {
             let mut p = session.prepare(*cql).await.map_err(|e| {
-                StoreError::Storage(format!("cassandra: cannot prepare {name} ({cql}): {e}"))
+                let what = format!("cassandra: cannot prepare {name} ({cql}): {e}");
+                StoreError::storage_from(what, e)
             })?;
             // Reads and writes here are idempotent except the list/set appends and the LWTs,
             // which the driver never retries on its own (is_idempotent = false by default).

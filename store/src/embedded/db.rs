@@ -35,7 +35,7 @@ impl Handle {
         let guard = self.db.read().unwrap_or_else(|e| e.into_inner());
         guard
             .clone()
-            .ok_or_else(|| StoreError::Storage("the store is re-opening after an I/O error".into()))
+            .ok_or_else(|| StoreError::storage("the store is re-opening after an I/O error"))
     }
 
     /// Closes the database (once the reads in progress let go of it) and opens it again.
@@ -55,8 +55,8 @@ impl Handle {
                     }
                     Err(still_shared) => {
                         *self.db.write().unwrap_or_else(|e| e.into_inner()) = Some(still_shared);
-                        return Err(StoreError::Storage(
-                            "reads kept the store busy; not re-opened".into(),
+                        return Err(StoreError::storage(
+                            "reads kept the store busy; not re-opened",
                         ));
                     }
                 }
@@ -76,12 +76,12 @@ fn open_db(path: &Path, cache_bytes: usize) -> Result<Database> {
         .map_err(storage)
 }
 
-/// A failure of the file or of redb.
-pub(super) fn storage<E: std::fmt::Display>(e: E) -> StoreError {
-    StoreError::Storage(e.to_string())
+/// A failure of the file or of redb, in its own words.
+pub(super) fn storage<E: std::error::Error + Send + Sync + 'static>(e: E) -> StoreError {
+    StoreError::storage_from(e.to_string(), e)
 }
 
-/// A row that does not decode, or is missing where another row points at it.
-pub(super) fn corrupt<E: std::fmt::Display>(e: E) -> StoreError {
-    StoreError::Corrupt(e.to_string())
+/// A row that does not decode, in the decoder's words.
+pub(super) fn corrupt<E: std::error::Error + Send + Sync + 'static>(e: E) -> StoreError {
+    StoreError::corrupt_from(e.to_string(), e)
 }

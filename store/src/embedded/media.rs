@@ -163,7 +163,7 @@ fn mark_messages_expired(txn: &WriteTransaction, rec: &MediaRecord) -> Result<()
         let mut m = match load_message(&messages, chat, *msg) {
             Ok(m) => m,
             // A message gone (a removed chat) has nothing left to mark.
-            Err(StoreError::Corrupt(_)) => continue,
+            Err(StoreError::Corrupt { .. }) => continue,
             Err(e) => return Err(e),
         };
         m.mark_media_expired();

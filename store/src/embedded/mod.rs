@@ -31,7 +31,7 @@ use crate::{
     PushPlatform, PushToken, ReadOutcome, ReceiptMark, ReceiptStatus, Result, StoreError,
     StoredMessage, UserRecord,
 };
-use db::{corrupt, storage, Handle};
+use db::{storage, Handle};
 use writer::{Done, Job, Op};
 
 /// How the embedded store is tuned.
@@ -166,7 +166,9 @@ impl crate::Store for EmbeddedStore {
     async fn append(&self, msg: NewMessage) -> Result<Appended> {
         match self.submit(Op::Append(Box::new(msg))).await? {
             Done::Appended(a) => Ok(*a),
-            _ => Err(corrupt("writer answered an append with something else")),
+            _ => Err(StoreError::corrupt(
+                "writer answered an append with something else",
+            )),
         }
     }
     async fn history(
@@ -205,7 +207,9 @@ impl crate::Store for EmbeddedStore {
         }
         match self.submit(Op::Mark(marks)).await? {
             Done::Marked(m) => Ok(m),
-            _ => Err(corrupt("writer answered a mark with something else")),
+            _ => Err(StoreError::corrupt(
+                "writer answered a mark with something else",
+            )),
         }
     }
     async fn read_upto(&self, user: &UserId, chat: &ChatKey, upto: Seq) -> Result<ReadOutcome> {
@@ -216,7 +220,9 @@ impl crate::Store for EmbeddedStore {
         };
         match self.submit(op).await? {
             Done::Read(r) => Ok(r),
-            _ => Err(corrupt("writer answered a read with something else")),
+            _ => Err(StoreError::corrupt(
+                "writer answered a read with something else",
+            )),
         }
     }
     async fn receipt(

@@ -9,7 +9,7 @@ use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use super::db::{corrupt, storage};
-use crate::{Result, StoredMessage};
+use crate::{Result, StoreError, StoredMessage};
 
 /// user id → user record JSON.
 pub(super) const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
@@ -134,7 +134,7 @@ impl ChatState {
     pub(super) fn decode(b: &[u8]) -> Result<ChatState> {
         let b: &[u8; 40] = b
             .try_into()
-            .map_err(|_| corrupt("chat state is not 40 bytes"))?;
+            .map_err(|_| StoreError::corrupt("chat state is not 40 bytes"))?;
         let u64_at = |i: usize| u64::from_be_bytes(b[i..i + 8].try_into().unwrap_or_default());
         let id = u128::from_be_bytes(b[..16].try_into().unwrap_or_default());
         Ok(ChatState {
@@ -179,6 +179,6 @@ pub(super) fn load_message(
     let m = messages
         .get((chat.as_str(), id.0))
         .map_err(storage)?
-        .ok_or_else(|| corrupt(format!("missing message {id} of {}", chat.as_str())))?;
+        .ok_or_else(|| StoreError::corrupt(format!("missing message {id} of {}", chat.as_str())))?;
     from_json(m.value())
 }

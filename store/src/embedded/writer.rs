@@ -85,7 +85,7 @@ fn refuse(db: &Handle, batch: Vec<Job>, e: StoreError) {
     for job in batch {
         let _ = job.reply.send(Err(e.clone()));
     }
-    if let StoreError::Storage(_) = e {
+    if let StoreError::Storage { .. } = e {
         if let Err(e) = db.reopen() {
             tracing::error!(error = %e, "store could not be re-opened; will retry");
         }
