@@ -1,11 +1,12 @@
 //! Durable state: users, messages, inboxes, the dedup memory, per-chat summaries.
 //!
 //! [`Store`] is the one interface; [`embedded::EmbeddedStore`] (a redb file, the default) is the
-//! first backend, and [`conformance`] is the suite every backend must pass. The store is the
-//! truth: when [`Store::append`] returns, the message and every inbox entry are on disk, and a
-//! crash loses nothing. The store must never know about MQTT, topics or JSON payloads on the
+//! first backend, and `conformance` (with the feature of that name) is the suite every backend
+//! must pass. The store is the truth: when [`Store::append`] returns, the message and every
+//! inbox entry are on disk, and a crash loses nothing. The store must never know about MQTT, topics or JSON payloads on the
 //! wire: it stores what the bridge decided, in the bridge's types.
 
+#[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod embedded;
 pub mod limits;
