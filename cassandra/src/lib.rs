@@ -1,7 +1,8 @@
-//! natter's [`Store`] on Cassandra or ScyllaDB, through the pure-Rust `scylla` driver.
+//! natter's [`Store`](natter_store::Store) on Cassandra or ScyllaDB, through the pure-Rust
+//! `scylla` driver.
 //!
 //! This crate owns the CQL schema (created and migrated at start, see [`schema`]), the
-//! prepared statements and how each [`Store`] call maps onto partitions: messages by (chat,
+//! prepared statements and how each `Store` call maps onto partitions: messages by (chat,
 //! 10-day bucket) newest first, inboxes by (user, run of seqs), dedup pairs with a TTL,
 //! retention as a TTL on messages and inbox entries. It must never know about MQTT or the wire
 //! format, and it never reads a table without naming a partition, except the admin-only user

@@ -16,7 +16,10 @@ use crate::{storage, Result};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Replication {
     /// One datacenter, `factor` copies (development, tests).
-    Simple { factor: u32 },
+    Simple {
+        /// Copies of each row.
+        factor: u32,
+    },
     /// Copies per named datacenter (production).
     NetworkTopology(Vec<(String, u32)>),
 }

@@ -144,7 +144,7 @@ impl EmbeddedStore {
 }
 
 /// Each call is its section module's function; the writer's three (append, mark, read_upto)
-/// go through [`EmbeddedStore::submit`].
+/// go through the writer thread (`EmbeddedStore::submit`).
 #[async_trait]
 impl crate::Store for EmbeddedStore {
     async fn create_user(&self, user: UserRecord) -> Result<bool> {
