@@ -37,7 +37,9 @@ pub enum StoreError {
     /// The store was shut down.
     #[error("the store is closed")]
     Closed,
-    /// The disk or database failed (full disk, I/O error). Nothing of the failed write was kept.
+    /// The disk, database or cluster failed (full disk, I/O error, replicas unavailable). The
+    /// embedded store kept nothing of the failed write; Cassandra may still apply it (see
+    /// [`Store`]'s "Durability").
     #[error("storage failure: {what}")]
     Storage {
         /// What failed, in words that include the cause's.
