@@ -1,7 +1,8 @@
-//! natter's [`Store`] on Cassandra or ScyllaDB, through the pure-Rust `scylla` driver.
+//! natter's [`Store`](natter_store::Store) on Cassandra or ScyllaDB, through the pure-Rust
+//! `scylla` driver.
 //!
 //! This crate owns the CQL schema (created and migrated at start, see [`schema`]), the
-//! prepared statements and how each [`Store`] call maps onto partitions: messages by (chat,
+//! prepared statements and how each `Store` call maps onto partitions: messages by (chat,
 //! 10-day bucket) newest first, inboxes by (user, run of seqs), dedup pairs with a TTL,
 //! retention as a TTL on messages and inbox entries. It must never know about MQTT or the wire
 //! format, and it never reads a table without naming a partition, except the admin-only user
@@ -20,7 +21,7 @@ mod store;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use natter_store::StoreError;
+use natter_store::{limits, StoreError};
 use scylla::client::execution_profile::ExecutionProfile;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
@@ -30,7 +31,7 @@ use scylla::statement::SerialConsistency;
 pub use schema::Replication;
 /// The driver's consistency levels, for [`CassandraOptions::consistency`].
 pub use scylla::statement::Consistency;
-pub use store::CassandraStore;
+pub use store::{CassandraStore, STATEMENTS};
 
 /// The result type of this crate.
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -78,9 +79,9 @@ impl Default for CassandraOptions {
             consistency: Consistency::LocalQuorum,
             credentials: None,
             tls: None,
-            dedup_ms: 48 * 3600 * 1000,
+            dedup_ms: limits::DEFAULT_DEDUP_MS,
             message_ttl_secs: 0,
-            max_in_flight: 16_384,
+            max_in_flight: limits::DEFAULT_MAX_WAITING,
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(10),
             schema_metadata: true,
@@ -97,14 +98,14 @@ pub struct TlsFiles {
     pub client: Option<(PathBuf, PathBuf)>,
 }
 
-/// Any driver or server failure, as a store failure that says what failed.
-pub(crate) fn storage<E: std::fmt::Display>(e: E) -> StoreError {
-    StoreError::Storage(format!("cassandra: {e}"))
+/// Any driver or server failure, as a store failure that says what failed and keeps it.
+pub(crate) fn storage<E: std::error::Error + Send + Sync + 'static>(e: E) -> StoreError {
+    StoreError::storage_from(format!("cassandra: {e}"), e)
 }
 
-/// A stored row that does not decode.
-pub(crate) fn corrupt<E: std::fmt::Display>(e: E) -> StoreError {
-    StoreError::Corrupt(e.to_string())
+/// A stored row that does not decode, in the decoder's words.
+pub(crate) fn corrupt<E: std::error::Error + Send + Sync + 'static>(e: E) -> StoreError {
+    StoreError::corrupt_from(e.to_string(), e)
 }
 
 /// Connects to the cluster, creates or migrates natter's keyspace and returns a session that
@@ -138,10 +139,11 @@ pub(crate) async fn connect(opts: &CassandraOptions) -> Result<Session> {
         builder = builder.tls_context(Some(tls_context(tls)?));
     }
     let session = builder.build().await.map_err(|e| {
-        StoreError::Storage(format!(
+        let what = format!(
             "cassandra: cannot connect to {}: {e}",
             opts.contact_points.join(", ")
-        ))
+        );
+        StoreError::storage_from(what, e)
     })?;
     let before = schema::migrate(&session, &opts.keyspace, &opts.replication).await?;
     tracing::info!(
@@ -161,10 +163,8 @@ pub(crate) async fn connect(opts: &CassandraOptions) -> Result<Session> {
 fn tls_context(tls: &TlsFiles) -> Result<openssl::ssl::SslContext> {
     use openssl::ssl::{SslContextBuilder, SslFiletype, SslMethod, SslVerifyMode};
     let file_err = |what: &str, path: &PathBuf, e: openssl::error::ErrorStack| {
-        StoreError::Storage(format!(
-            "cassandra TLS: cannot use {what} {}: {e}",
-            path.display()
-        ))
+        let what = format!("cassandra TLS: cannot use {what} {}: {e}", path.display());
+        StoreError::storage_from(what, e)
     };
     let mut b = SslContextBuilder::new(SslMethod::tls_client()).map_err(storage)?;
     b.set_ca_file(&tls.ca_file)

@@ -16,7 +16,10 @@ use crate::{storage, Result};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Replication {
     /// One datacenter, `factor` copies (development, tests).
-    Simple { factor: u32 },
+    Simple {
+        /// Copies of each row.
+        factor: u32,
+    },
     /// Copies per named datacenter (production).
     NetworkTopology(Vec<(String, u32)>),
 }
@@ -107,9 +110,8 @@ pub async fn migrate(session: &Session, keyspace: &str, replication: &Replicatio
         // An operator may make the keyspace and give natter no right to create one: the
         // keyspace being there is what counts.
         if session.use_keyspace(keyspace, false).await.is_err() {
-            return Err(crate::StoreError::Storage(format!(
-                "cassandra: cannot create keyspace {keyspace}: {e}"
-            )));
+            let what = format!("cassandra: cannot create keyspace {keyspace}: {e}");
+            return Err(crate::StoreError::storage_from(what, e));
         }
         tracing::warn!(keyspace, error = %e, "keyspace not created (it exists): using it");
     }
@@ -138,7 +140,7 @@ pub async fn migrate(session: &Session, keyspace: &str, replication: &Replicatio
         .map(|(v,)| v)
         .unwrap_or(0);
     if found > current() {
-        return Err(crate::StoreError::Storage(format!(
+        return Err(crate::StoreError::storage(format!(
             "keyspace {keyspace} has schema version {found}, newer than this natter's {}: \
              run the newer natter",
             current()

@@ -1,13 +1,19 @@
-//! Durable state: users, messages, inboxes, the dedup memory, per-chat summaries.
+//! Durable state: users, messages, inboxes, receipts, groups, push tokens and jobs, uploads,
+//! and the dedup memory.
 //!
-//! [`Store`] is the one interface; [`embedded::EmbeddedStore`] (a redb file, the default) is the
-//! first backend, and [`conformance`] is the suite every backend must pass. The store is the
-//! truth: when [`Store::append`] returns, the message and every inbox entry are on disk, and a
-//! crash loses nothing. The store must never know about MQTT, topics or JSON payloads on the
-//! wire: it stores what the bridge decided, in the bridge's types.
+//! This crate owns [`Store`], the one interface to that state, with what both backends share:
+//! the records ([`UserRecord`], [`StoredMessage`], …), [`StoreError`], the bounds in [`limits`]
+//! and, with the `conformance` feature, the suite every backend must pass (`conformance`).
+//! [`embedded::EmbeddedStore`] (a redb file, the default) is the first backend; the
+//! `natter-cassandra` crate is the second. The store is the truth: what a call returned `Ok`
+//! for is kept as [`Store`]'s "Durability" section says for each backend. The store must never
+//! know about MQTT, topics or JSON payloads on the wire: it stores what the bridge decided, in
+//! the bridge's types.
 
+#[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod embedded;
+pub mod limits;
 mod model;
 mod user_cache;
 
@@ -18,6 +24,10 @@ use async_trait::async_trait;
 use natter_types::{ChatKey, DeviceId, GroupId, MediaId, MsgId, Seq, UserId};
 
 /// What can go wrong in a store.
+///
+/// `Storage` and `Corrupt` keep the error that caused them, if any, as their
+/// [`source`](std::error::Error::source); their message already includes its words, so a
+/// log line with the error alone says everything.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// Too many writes are waiting; the caller should refuse this one (quota exceeded) and the
@@ -27,20 +37,134 @@ pub enum StoreError {
     /// The store was shut down.
     #[error("the store is closed")]
     Closed,
-    /// The disk or database failed (full disk, I/O error). Nothing of the failed write was kept.
-    #[error("storage failure: {0}")]
-    Storage(String),
+    /// The disk, database or cluster failed (full disk, I/O error, replicas unavailable). The
+    /// embedded store kept nothing of the failed write; Cassandra may still apply it (see
+    /// [`Store`]'s "Durability").
+    #[error("storage failure: {what}")]
+    Storage {
+        /// What failed, in words that include the cause's.
+        what: String,
+        /// The error underneath, where there was one.
+        #[source]
+        cause: Option<Cause>,
+    },
     /// Stored data could not be read back.
-    #[error("corrupt record: {0}")]
-    Corrupt(String),
+    #[error("corrupt record: {what}")]
+    Corrupt {
+        /// What could not be read, in words that include the cause's.
+        what: String,
+        /// The error underneath, where there was one.
+        #[source]
+        cause: Option<Cause>,
+    },
+}
+
+impl StoreError {
+    /// A storage failure with no error underneath (one the store itself decided).
+    pub fn storage(what: impl Into<String>) -> StoreError {
+        StoreError::Storage {
+            what: what.into(),
+            cause: None,
+        }
+    }
+
+    /// A storage failure caused by `cause`; `what` says what failed and includes `cause`'s words.
+    pub fn storage_from(
+        what: impl Into<String>,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> StoreError {
+        StoreError::Storage {
+            what: what.into(),
+            cause: Some(Cause::new(cause)),
+        }
+    }
+
+    /// A record that does not decode, with no error underneath.
+    pub fn corrupt(what: impl Into<String>) -> StoreError {
+        StoreError::Corrupt {
+            what: what.into(),
+            cause: None,
+        }
+    }
+
+    /// A record that does not decode because of `cause`; `what` includes `cause`'s words.
+    pub fn corrupt_from(
+        what: impl Into<String>,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> StoreError {
+        StoreError::Corrupt {
+            what: what.into(),
+            cause: Some(Cause::new(cause)),
+        }
+    }
+}
+
+/// The error underneath a [`StoreError`], shared so that the error stays `Clone` (the embedded
+/// writer answers every send of a failed batch with the same error).
+///
+/// It derefs to the error itself, which is what [`StoreError`]'s `source()` returns: a caller
+/// can `downcast_ref` it to the backend's own error type (redb's, the driver's, `io::Error`).
+#[derive(Debug, Clone)]
+pub struct Cause(std::sync::Arc<dyn std::error::Error + Send + Sync + 'static>);
+
+impl Cause {
+    /// Keeps `e`.
+    pub fn new(e: impl std::error::Error + Send + Sync + 'static) -> Cause {
+        Cause(std::sync::Arc::new(e))
+    }
+}
+
+// Deliberately no `Error` impl: thiserror then reaches through `Deref` for `source()`, so the
+// source is the caused error itself, not a wrapper that would defeat `downcast_ref`.
+impl std::ops::Deref for Cause {
+    type Target = dyn std::error::Error + Send + Sync + 'static;
+
+    fn deref(&self) -> &Self::Target {
+        &*self.0
+    }
 }
 
 /// The result type of every store call.
 pub type Result<T> = std::result::Result<T, StoreError>;
 
 /// Everything natter keeps. Implementations are shared between tasks (`Send + Sync`).
+///
+/// The calls come in sections (users, messages, inbox, receipts, groups, push, media); each
+/// backend keeps one module per section.
+///
+/// # Durability
+///
+/// **Embedded** ([`embedded::EmbeddedStore`]). Every call that writes is one redb write
+/// transaction committed with `Durability::Immediate` (redb's default; natter never lowers
+/// it): the commit has fsynced the file before the call returns `Ok`, so once it has returned,
+/// `kill -9` or a power cut loses nothing of it (on a disk that honours fsync). `append`,
+/// `mark` and `read_upto` are committed by one writer thread in batches of up to `max_batch`
+/// calls, one transaction per batch, and none returns before its batch's commit: a crash loses
+/// only calls that had not returned yet, each entirely (never a message without its inbox
+/// entries). A batch that fails keeps none of its calls, and every call in it gets the error.
+/// A caller that stops waiting may still find its write committed. Reads see committed data
+/// only, each call one consistent snapshot.
+///
+/// **Cassandra** (`natter-cassandra`). Every read and write runs at the one configured
+/// consistency (`store.cassandra.consistency`, `LOCAL_QUORUM` by default); lightweight
+/// transactions (creating, re-passwording and removing a user, an upload's state changes)
+/// take `LOCAL_SERIAL` for their Paxos round. `Ok` means that many replicas acknowledged the
+/// write: with `LOCAL_QUORUM` and 3 replicas per datacenter, losing one node loses nothing
+/// acknowledged and calls go on; losing two replicas of a partition makes the calls on it fail
+/// ([`StoreError::Storage`]) until one is back. A replica acknowledges once the write is in its
+/// commit log, which Cassandra fsyncs every `commitlog_sync_period` by default (`periodic`):
+/// acknowledged writes survive a node's crash through the other replicas, but a power cut of
+/// every replica within that period can lose them. With `ONE`/`LOCAL_ONE`, losing the one
+/// replica that acknowledged can lose a write, and a read may miss a write just made. A send is
+/// one logged batch (applied entirely, or replayed until it is) unless its values pass about
+/// 40 KiB (a big group): then it is several batches in order, message first and dedup pair
+/// last, each applied entirely. Other calls that write several rows (`remove_user`, an upload's
+/// state change and its index) are not one transaction either. A call that fails, a timeout
+/// above all, may still be applied.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
+    // Users.
+
     /// Creates a user, or returns `false` if one with that id exists.
     async fn create_user(&self, user: UserRecord) -> Result<bool>;
     /// Replaces a user's password hash; `false` if there is no such user.
@@ -52,14 +176,14 @@ pub trait Store: Send + Sync + 'static {
     /// Removes a user (their messages stay in their chats); `false` if there was none.
     async fn remove_user(&self, user: &UserId) -> Result<bool>;
 
-    /// Stores a message and one inbox entry per reader, durably, in one transaction.
+    // Messages.
+
+    /// Stores a message and one inbox entry per reader, durably (see "Durability": one
+    /// transaction in the embedded store, one logged batch where it fits in Cassandra).
     ///
     /// A `(sender, cid)` seen before (within the dedup window) returns the first message with
     /// `duplicate: true` and writes nothing.
     async fn append(&self, msg: NewMessage) -> Result<Appended>;
-    /// The inbox of `user` after `after`, in seq order, at most `limit`; `true` if more follow.
-    async fn sync(&self, user: &UserId, after: Seq, limit: usize)
-        -> Result<(Vec<InboxItem>, bool)>;
     /// A chat's messages before `before` (or the newest), newest first; `true` if older ones exist.
     async fn history(
         &self,
@@ -69,24 +193,28 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(Vec<StoredMessage>, bool)>;
     /// One message of a chat, if it exists.
     async fn message(&self, chat: &ChatKey, id: MsgId) -> Result<Option<StoredMessage>>;
+    /// Forgets `(sender, cid)` pairs older than `older_than_ms` (Unix ms); returns how many.
+    async fn purge_dedup(&self, older_than_ms: u64) -> Result<usize>;
+
+    // Inbox.
+
+    /// The inbox of `user` after `after`, in seq order, at most `limit`; `true` if more follow.
+    async fn sync(&self, user: &UserId, after: Seq, limit: usize)
+        -> Result<(Vec<InboxItem>, bool)>;
     /// The chats `user` has messages in, with the last message and unread count, newest first.
     async fn chats(&self, user: &UserId) -> Result<Vec<ChatSummary>>;
     /// Whether `user` has an inbox entry in `chat`.
     async fn in_chat(&self, user: &UserId, chat: &ChatKey) -> Result<bool>;
-    /// Forgets `(sender, cid)` pairs older than `older_than_ms` (Unix ms); returns how many.
-    async fn purge_dedup(&self, older_than_ms: u64) -> Result<usize>;
+
+    // Receipts.
 
     /// Records receipts; for each mark, `true` if `user` reached that status for that message
     /// just now (so the sender is told once), `false` if it already had.
     async fn mark(&self, marks: Vec<ReceiptMark>) -> Result<Vec<bool>>;
     /// Moves `user`'s read pointer in `chat` up to inbox seq `upto` (never back) and marks the
-    /// messages from others it passes as read.
+    /// messages from others it passes as read (at most [`limits::READ_SCAN`] inbox entries
+    /// looked at, the newest [`limits::READ_REPORT`] reported).
     async fn read_upto(&self, user: &UserId, chat: &ChatKey, upto: Seq) -> Result<ReadOutcome>;
-
-    /// A group, if it exists. (Groups are written by [`Store::append`] with `group_update`.)
-    async fn group(&self, id: &GroupId) -> Result<Option<GroupRecord>>;
-    /// The groups `user` is a member of now.
-    async fn groups_of(&self, user: &UserId) -> Result<Vec<GroupId>>;
     /// How far `user` has got with message `id` of `chat`, if anywhere.
     async fn receipt(
         &self,
@@ -94,6 +222,15 @@ pub trait Store: Send + Sync + 'static {
         id: MsgId,
         user: &UserId,
     ) -> Result<Option<ReceiptStatus>>;
+
+    // Groups.
+
+    /// A group, if it exists. (Groups are written by [`Store::append`] with `group_update`.)
+    async fn group(&self, id: &GroupId) -> Result<Option<GroupRecord>>;
+    /// The groups `user` is a member of now.
+    async fn groups_of(&self, user: &UserId) -> Result<Vec<GroupId>>;
+
+    // Push.
 
     /// Registers a device's push token, replacing the device's previous one; a token registered
     /// by another device before moves to this one.
@@ -114,6 +251,8 @@ pub trait Store: Send + Sync + 'static {
     /// the newer content waiting and a retry moves its due time.
     async fn push_settle(&self, job: &PushJob, retry: Option<(u32, u64)>) -> Result<()>;
 
+    // Media.
+
     /// Records an announced upload ([`MediaState::Pending`]).
     async fn media_create(&self, media: MediaRecord) -> Result<()>;
     /// An upload, whatever its state, if known.
@@ -129,6 +268,25 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<MediaRecord>>;
     /// Ends an upload's life: a pending one is forgotten; a ready one becomes
     /// [`MediaState::Expired`] and every message carrying it is marked `"expired": true` in its
-    /// `media`, in one transaction. Returns the record as it was, if known.
+    /// `media` (one transaction in the embedded store; in Cassandra the state change first,
+    /// then each message). Returns the record as it was, if known.
     async fn media_expire(&self, id: &MediaId) -> Result<Option<MediaRecord>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error;
+
+    #[test]
+    fn a_storage_error_says_what_failed_and_keeps_its_cause() {
+        let io = std::io::Error::new(std::io::ErrorKind::StorageFull, "disk full");
+        let e = StoreError::storage_from(io.to_string(), io);
+        assert_eq!(e.to_string(), "storage failure: disk full");
+        let cause = e.clone().source().map(|c| c.to_string());
+        assert_eq!(cause.as_deref(), Some("disk full"));
+        let io = e.source().and_then(|c| c.downcast_ref::<std::io::Error>());
+        assert_eq!(io.map(|e| e.kind()), Some(std::io::ErrorKind::StorageFull));
+        assert!(StoreError::corrupt("bad row").source().is_none());
+    }
 }

@@ -151,6 +151,16 @@ pub struct StoredMessage {
     pub content: Content,
 }
 
+impl StoredMessage {
+    /// Marks the upload it carries as deleted by retention: `"expired": true` in its `media`
+    /// (a message without a `media` object is left as it is).
+    pub fn mark_media_expired(&mut self) {
+        if let Some(serde_json::Value::Object(media)) = &mut self.content.media {
+            media.insert("expired".into(), serde_json::Value::Bool(true));
+        }
+    }
+}
+
 /// The outcome of [`crate::Store::append`].
 #[derive(Debug, Clone)]
 pub struct Appended {
@@ -191,6 +201,18 @@ pub enum ReceiptStatus {
     Delivered = 1,
     /// The recipient read it.
     Read = 2,
+}
+
+impl ReceiptStatus {
+    /// The status a stored level means (`status as u8` wrote it: 1 delivered, 2 read); `None`
+    /// for 0 (nowhere yet) or anything else.
+    pub fn from_level(level: i64) -> Option<ReceiptStatus> {
+        match level {
+            1 => Some(ReceiptStatus::Delivered),
+            2 => Some(ReceiptStatus::Read),
+            _ => None,
+        }
+    }
 }
 
 /// "`user` has reached `status` for message `id` of `chat`".
