@@ -161,8 +161,6 @@ pub(super) async fn remove_user(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// How long an upload may send nothing before it is dropped (a stalled or idle client).
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,6 +21,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
+/// Bounds on HTTP connections (`[http]`).
 #[derive(Debug, Clone, Copy)]
 pub struct ConnLimits {
     /// From a request's first byte (or the connection's start) to the end of its headers.

@@ -17,6 +17,7 @@ use serde_json::json;
 use super::{header, AppState};
 use crate::api_error::{ApiError, ApiPath, ApiQuery};
 
+/// How long an upload may send nothing before it is dropped (a stalled or idle client).
 const UPLOAD_IDLE: Duration = Duration::from_secs(30);
 
 /// Most bytes of a refused upload read after the refusal, so that the client sees the answer.
@@ -220,8 +221,6 @@ pub(super) async fn media_get(
     }
     Ok(resp)
 }
-
-/// Bounds on HTTP connections (`[http]`).
 
 #[cfg(test)]
 mod tests {
