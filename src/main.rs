@@ -62,7 +62,7 @@ enum Command {
 enum UserCommand {
     /// Creates a user.
     Add {
-        /// The user id: [a-z0-9][a-z0-9_.-]{0,63}.
+        /// The user id: `[a-z0-9][a-z0-9_.-]{0,63}`.
         name: String,
         /// Read the password from the first line of standard input instead of a prompt.
         #[arg(long)]

@@ -54,7 +54,7 @@ enum Scenario {
         user: Option<String>,
         #[arg(long)]
         password: Option<String>,
-        /// Topic prefix (natter needs an [[acl]] rule opening it for the user).
+        /// Topic prefix (natter needs an `[[acl]]` rule opening it for the user).
         #[arg(long, default_value = "bench")]
         prefix: String,
     },

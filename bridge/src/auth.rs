@@ -366,7 +366,7 @@ async fn on_hash_thread<T: Send + 'static>(
 }
 
 /// [`verify_password`] on the hashing threads; with no hash (an unknown user), the password is
-/// checked against [`decoy_hash`] (made there too, the first time) and `false` returned.
+/// checked against `decoy_hash` (made there too, the first time) and `false` returned.
 pub async fn verify_password_async(password: Vec<u8>, hash: Option<String>) -> bool {
     on_hash_thread(move || match hash {
         Some(h) => verify_password(&password, &h),

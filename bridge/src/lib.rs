@@ -5,13 +5,13 @@
 //! [`outbound::Outbox`] over an [`outbound::Broker`]; it never sees an MQTT library type. It
 //! must never answer a publish before the store has committed what that answer promises.
 //!
-//! One module per concept, each owning its state: [`chats`] (who may use a chat), [`send`]
-//! (the send pipeline), [`receipts`] and [`delivered`] (receipts), [`typing`], [`devices`]
-//! (connections and presence transitions), [`presence`] (the presence backends: memory,
-//! Redis), [`groups`] (the group cache and change rules), [`requests`] (one file per
-//! `q/{method}`), [`push`], [`media`], [`users`], [`auth`] and [`logins`] (credentials),
-//! [`limits`] (rate buckets), [`outbound`] (everything natter publishes), [`wire`] (the JSON),
-//! [`error`] (`ChatError`, its codes and MQTT reasons).
+//! One module per concept, each owning its state: `chats` (who may use a chat), `send`
+//! (the send pipeline), `receipts` and `delivered` (receipts), `typing`, `devices`
+//! (connections and presence transitions), `presence` (the presence backends: memory,
+//! Redis), `groups` (the group cache and change rules), `requests` (one file per
+//! `q/{method}`), `push`, `media`, `users`, `auth` and `logins` (credentials),
+//! `limits` (rate buckets), `outbound` (everything natter publishes), `wire` (the JSON),
+//! `error` (`ChatError`, its codes and MQTT reasons).
 
 pub mod auth;
 mod chats;
@@ -184,7 +184,7 @@ impl Bridge {
     ///
     /// Tokens are always checked (cheap). A password is refused unchecked when it is longer
     /// than [`users::MAX_PASSWORD_BYTES`], or while its address or its account is over the
-    /// failed-login allowance ([`logins`]); otherwise it costs one argon2 verification whether
+    /// failed-login allowance (`logins`); otherwise it costs one argon2 verification whether
     /// or not the user exists, so names cannot be told apart.
     pub async fn check_credentials(
         &self,

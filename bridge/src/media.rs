@@ -1,6 +1,6 @@
 //! Media: who may send and fetch an upload, the upload a message carries, the checks behind
 //! the local upload and download routes, and the retention sweep (the `media.upload` and
-//! `media.url` requests are in [`crate::requests`]).
+//! `media.url` requests are in `requests`).
 //!
 //! Who may do what lives here, not in the media service: only the uploader may send an upload, only
 //! the uploader and current members of a chat it was sent in may download it, and an upload counts

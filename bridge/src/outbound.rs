@@ -5,7 +5,7 @@
 //! [`Delivery`]. Below it sits the [`Broker`] trait: the real broker in production
 //! ([`natter_broker::BrokerHandle`]), a recorder in unit tests, so chat rules can be tested in
 //! process without a socket. This module must never decide who may read what (that is
-//! [`crate::chats`]); it only sends where it is told.
+//! `chats`); it only sends where it is told.
 
 use std::sync::Arc;
 

@@ -4,7 +4,7 @@
 //! Two backends behind [`PresenceBackend`]: in-process (one node) and Redis (many nodes), where
 //! each device is a member of the user's sorted set scored by its expiry, refreshed while the
 //! device stays connected; the devices of a node that crashed expire on their own. Takeovers
-//! (the same client id connecting again) are counted in [`crate::devices`], before any backend
+//! (the same client id connecting again) are counted in `devices`, before any backend
 //! sees them, so a takeover never flashes a user offline. If the backend fails, presence answers "unknown" and
 //! messaging goes on; the refresh loop restores the backend's view when it returns.
 
