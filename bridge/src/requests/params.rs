@@ -1,6 +1,8 @@
 //! Reading request parameters that several methods share: a group, a member list, a page
 //! limit, a required string. Each error names the field and what was expected.
 
+use std::collections::HashSet;
+
 use natter_types::{GroupId, UserId};
 use serde_json::{Map, Value};
 
@@ -30,12 +32,15 @@ pub(crate) fn members(
         }
     };
     let mut out: Vec<UserId> = Vec::with_capacity(list.len());
+    // A set beside the list: a 64 KiB payload names thousands of ids, and checking each against
+    // the list would cost their square.
+    let mut seen = HashSet::with_capacity(list.len());
     for v in list {
         let s = v
             .as_str()
             .ok_or_else(|| ChatError::BadRequest("`members` must be user id strings".into()))?;
         let u = UserId::new(s).map_err(|e| ChatError::BadRequest(e.to_string()))?;
-        if !out.contains(&u) {
+        if seen.insert(u.clone()) {
             out.push(u);
         }
     }
@@ -71,7 +76,6 @@ pub(crate) fn string<'a>(params: &'a Map<String, Value>, key: &str) -> Result<&'
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use std::collections::HashSet;
 
     /// Any JSON value at all, a few levels deep.
     fn json_value() -> impl Strategy<Value = Value> {
