@@ -89,6 +89,9 @@ pub enum DecodeError {
     InvalidTopicFilter,
     #[error("Invalid topic name")]
     InvalidTopicName,
+    /// A PUBLISH with Topic Alias 0, which MQTT 5 forbids (3.3.2.3.4).
+    #[error("Topic alias invalid")]
+    TopicAliasInvalid,
     #[error("utf8 error")]
     Utf8Error,
     #[error("io error, {:?}", _0)]
@@ -117,6 +120,7 @@ impl ToReasonCode for DecodeError {
             DecodeError::MaxSizeExceeded { .. } => DisconnectReasonCode::PacketTooLarge,
             DecodeError::InvalidTopicFilter => DisconnectReasonCode::TopicFilterInvalid,
             DecodeError::InvalidTopicName => DisconnectReasonCode::TopicNameInvalid,
+            DecodeError::TopicAliasInvalid => DisconnectReasonCode::TopicAliasInvalid,
             DecodeError::Utf8Error => DisconnectReasonCode::PayloadFormatInvalid,
             DecodeError::Io(_) => DisconnectReasonCode::UnspecifiedError,
         }

@@ -84,7 +84,13 @@ fn parse_publish_properties(src: &mut Bytes) -> Result<PublishProperties, Decode
                 let id = utils::decode_variable_length_cursor(prop_src)?;
                 subscription_ids.push(NonZeroU32::new(id).ok_or(DecodeError::MalformedPacket)?);
             }
-            pt::TOPIC_ALIAS => topic_alias.read_value(prop_src)?,
+            pt::TOPIC_ALIAS => {
+                // [MQTT-3.3.2-8]: alias 0 is a Topic Alias error (DISCONNECT 0x94), not a
+                // malformed packet (0x81).
+                ensure!(topic_alias.is_none(), DecodeError::MalformedPacket);
+                let alias = u16::decode(prop_src)?;
+                topic_alias = Some(NonZeroU16::new(alias).ok_or(DecodeError::TopicAliasInvalid)?);
+            }
             pt::USER => user_props.push(<(ByteString, ByteString)>::decode(prop_src)?),
             _ => return Err(DecodeError::MalformedPacket),
         }
