@@ -209,6 +209,21 @@ impl SessionState {
                 let _ = self.disconnected_reason_add(reason).await;
             }
         }
+        // natter: an MQTT 5 client is told why its connection ends (0x8B at shutdown, 0x8D on
+        // a keepalive timeout, 0x94 for a bad topic alias, 0x8E when taken over) before the
+        // socket is closed; it was written after `close`, so it never arrived. Not after the
+        // client's own DISCONNECT [MQTT-3.14.4-1].
+        if !flags.contains(StateFlags::DisconnectReceived) && self.disconnected_reason_has().await {
+            if let Sink::V5(s) = &mut sink {
+                let reason = self.disconnected_reason().await.unwrap_or_default();
+                let d = v5::Disconnect {
+                    reason_code: reason.to_reason_code(),
+                    reason_string: Some(reason.to_string().into()),
+                    ..Default::default()
+                };
+                let _ = s.send_disconnect(d).await;
+            }
+        }
         self.scx.connections.dec();
 
         if let Err(e) = sink.close().await {
@@ -262,19 +277,6 @@ impl SessionState {
             }
             Reason::ConnectRemoteClose
         };
-
-        if let Sink::V5(s) = &mut sink {
-            let d = if let Reason::ConnectDisconnect(Some(Disconnect::V5(d))) = &reason {
-                d.clone()
-            } else {
-                v5::Disconnect {
-                    reason_code: reason.to_reason_code(),
-                    reason_string: Some(reason.to_string().into()),
-                    ..Default::default()
-                }
-            };
-            let _ = s.send_disconnect(d).await;
-        }
 
         self.hook.client_disconnected(reason).await;
 
@@ -1044,6 +1046,13 @@ impl SessionState {
 
     #[inline]
     async fn _publish(&self, mut publish: Publish) -> Result<PublishResult> {
+        // natter: an alias above the Topic Alias Maximum this server advertised (0 when it
+        // advertised none) is a Topic Alias error, DISCONNECT 0x94 (MQTT 5 3.3.2.3.4).
+        if let Some(alias) = publish.properties.as_ref().and_then(|p| p.topic_alias) {
+            if alias.get() > self.fitter.max_client_topic_aliases() {
+                return Err(MqttError::Decode(crate::codec::error::DecodeError::TopicAliasInvalid).into());
+            }
+        }
         if let Some(client_topic_aliases) = &self.client_topic_aliases {
             publish.deref_mut().topic = client_topic_aliases
                 .set_and_get(publish.properties.as_ref().and_then(|p| p.topic_alias), publish.topic.clone())

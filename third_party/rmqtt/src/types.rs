@@ -2548,7 +2548,12 @@ impl std::convert::From<Error> for Reason {
     #[inline]
     fn from(e: Error) -> Self {
         match e.downcast::<MqttError>() {
-            Err(e) => Reason::Error(ByteString::from(e.to_string())),
+            // natter: the codec's own errors (a malformed packet, a bad topic alias) keep their
+            // DISCONNECT reason code instead of becoming 0x80 Unspecified error.
+            Err(e) => match e.downcast::<crate::codec::error::DecodeError>() {
+                Ok(e) => Reason::MqttError(MqttError::Decode(e)),
+                Err(e) => Reason::Error(ByteString::from(e.to_string())),
+            },
             Ok(e) => Reason::MqttError(e),
         }
     }
@@ -2567,7 +2572,8 @@ impl ToReasonCode for Reason {
                 if *is_admin {
                     DisconnectReasonCode::AdministrativeAction
                 } else {
-                    DisconnectReasonCode::NotAuthorized
+                    // natter: a kick that is not an admin's is a takeover by the same client id.
+                    DisconnectReasonCode::SessionTakenOver
                 }
             }
             Reason::HandshakeRateExceeded => DisconnectReasonCode::ConnectionRateExceeded,
