@@ -397,6 +397,13 @@ impl SessionState {
                     match pkt? {
                         Some(pkt) => {
                             state.process_mqtt_message(sink, pkt, flags).await?;
+                            // natter: DISCONNECT ends the connection and, for a clean session,
+                            // the session, now [MQTT-3.14.4-1]; waiting for the client to close
+                            // the socket let a client that reconnects at once race its own old
+                            // session (session present wrong, CONNACK 0x88/3).
+                            if flags.contains(StateFlags::DisconnectReceived) {
+                                return Ok(());
+                            }
                         },
                         None => {
                             return Err(Reason::ConnectRemoteClose);
@@ -2172,6 +2179,20 @@ async fn _send_subscribe_messages(
 }
 
 impl Session {
+    /// natter: whether this session ends with its network connection (3.1.1 clean session,
+    /// MQTT 5 session expiry 0, also as changed by the client's DISCONNECT), so that nothing of
+    /// it may be handed to a later connection [MQTT-3.1.2-6].
+    pub async fn ends_with_connection(&self) -> bool {
+        let disconnect = self.disconnect().await.unwrap_or(None);
+        match self.connect_info().await {
+            Ok(c) => match c.as_ref() {
+                ConnectInfo::V3(_, c) => c.clean_session,
+                ConnectInfo::V5(..) => self.fitter.session_expiry_interval(disconnect.as_ref()).is_zero(),
+            },
+            Err(_) => true,
+        }
+    }
+
     #[inline]
     #[allow(clippy::too_many_arguments)]
     pub async fn new(

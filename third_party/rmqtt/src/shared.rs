@@ -477,6 +477,12 @@ impl Entry for LockEntry {
             is_admin
         );
 
+        // natter: read before the kick, while the old session is still whole.
+        let ends_with_connection = match self.session() {
+            Some(s) => s.ends_with_connection().await,
+            None => false,
+        };
+
         if let Some(peer_tx) = self.tx().filter(|tx| !tx.is_closed()) {
             let (tx, rx) = oneshot::channel();
             if let Ok(()) = peer_tx.unbounded_send(Message::Kick(tx, self.id.clone(), clean_start, is_admin))
@@ -486,13 +492,15 @@ impl Entry for LockEntry {
                         log::debug!("{:?} kicked, from {:?}", self.id, self.session().map(|s| s.id.clone()));
                     }
                     Ok(Err(e)) => {
-                        log::warn!(
-                            "{:?} kick, recv result is {:?}, from {:?}",
+                        // natter: the old session ended (after its client's DISCONNECT) before
+                        // it read the kick; it is gone, which is what the kick wanted. Failing
+                        // here refused the new connection with CONNACK 0x88/3.
+                        log::debug!(
+                            "{:?} kick, the old session ended first ({:?}), from {:?}",
                             self.id,
                             e,
                             self.session().map(|s| s.id.clone())
                         );
-                        return Err(anyhow!(format!("recv kick result is {:?}", e)));
                     }
                     Err(_) => {
                         log::warn!(
@@ -505,8 +513,8 @@ impl Entry for LockEntry {
             }
         }
 
-        if let Some((s, _)) = self._remove(clear_subscriptions).await {
-            if clean_start {
+        if let Some((s, _)) = self._remove(clear_subscriptions || ends_with_connection).await {
+            if clean_start || ends_with_connection {
                 Ok(OfflineSession::Exist(None))
             } else {
                 match s.to_offline_info().await {
