@@ -300,6 +300,10 @@ impl Broker {
             .max_session_expiry_interval(Duration::from_secs(m.max_session_expiry_secs))
             .session_expiry_interval(Duration::from_secs(m.max_session_expiry_secs.min(7200)))
             .max_clientid_len(160)
+            // A message without a Message Expiry Interval never expires [MQTT-3.3.2-5]: rmqtt's
+            // default (300 s) dropped retained messages and offline queues after five minutes.
+            // Zero is rmqtt's "no expiry"; a publisher's own interval still applies.
+            .message_expiry_interval(Duration::ZERO)
     }
 
     /// Binds every listener, installs the hooks and starts serving.

@@ -1,0 +1,334 @@
+//! natter as a plain MQTT broker for integrations (issue 20): what a conformant MQTT 3.1.1 or
+//! 5.0 client notices on the `[anonymous]` listener and on `[[acl]]` topics. Packets the usual
+//! client libraries will not send (Topic Alias 0, an empty client id, a reconnect right behind a
+//! DISCONNECT) are written by hand ([`Raw`]).
+
+// An integration test: helpers are not `#[test]` functions, so clippy.toml does not cover them;
+// a failed step fails the test loudly, by design.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{connect, free_port, metric, Server, WAIT};
+use rumqttc::v5::mqttbytes::v5::{Packet, PublishProperties, SubscribeReasonCode};
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Config of an anonymous listener on `port` whose clients may use every integration topic.
+fn anonymous(port: u16) -> String {
+    format!("[anonymous]\nlisten = \"127.0.0.1:{port}\"\npublish = [\"#\"]\nsubscribe = [\"#\"]\n")
+}
+
+// ---- a hand-written MQTT client ----
+
+fn varint(mut n: usize, out: &mut Vec<u8>) {
+    loop {
+        let b = (n % 128) as u8;
+        n /= 128;
+        out.push(if n > 0 { b | 0x80 } else { b });
+        if n == 0 {
+            break;
+        }
+    }
+}
+
+fn string(s: &str, out: &mut Vec<u8>) {
+    out.extend((s.len() as u16).to_be_bytes());
+    out.extend(s.as_bytes());
+}
+
+fn packet(header: u8, body: &[u8]) -> Vec<u8> {
+    let mut p = vec![header];
+    varint(body.len(), &mut p);
+    p.extend(body);
+    p
+}
+
+/// A CONNECT: MQTT 5 when `v5`, else 3.1.1; no credentials, keepalive 30 s.
+fn connect_packet(v5: bool, client_id: &str, clean: bool, session_expiry: Option<u32>) -> Vec<u8> {
+    let mut b = Vec::new();
+    string("MQTT", &mut b);
+    b.push(if v5 { 5 } else { 4 });
+    b.push(if clean { 0x02 } else { 0 });
+    b.extend(30u16.to_be_bytes());
+    if v5 {
+        let mut props = Vec::new();
+        if let Some(e) = session_expiry {
+            props.push(0x11);
+            props.extend(e.to_be_bytes());
+        }
+        varint(props.len(), &mut b);
+        b.extend(props);
+    }
+    string(client_id, &mut b);
+    packet(0x10, &b)
+}
+
+/// A QoS 0 PUBLISH; MQTT 5 with a Topic Alias when `alias` is given.
+fn publish_packet(v5: bool, topic: &str, alias: Option<u16>, payload: &[u8]) -> Vec<u8> {
+    let mut b = Vec::new();
+    string(topic, &mut b);
+    if v5 {
+        let mut props = Vec::new();
+        if let Some(a) = alias {
+            props.push(0x23);
+            props.extend(a.to_be_bytes());
+        }
+        varint(props.len(), &mut b);
+        b.extend(props);
+    }
+    b.extend(payload);
+    packet(0x30, &b)
+}
+
+/// A CONNACK as read.
+#[derive(Debug)]
+struct ConnAck {
+    session_present: bool,
+    code: u8,
+    /// MQTT 5 properties: (identifier, raw value bytes).
+    props: Vec<(u8, Vec<u8>)>,
+}
+
+impl ConnAck {
+    fn prop(&self, id: u8) -> Option<&[u8]> {
+        self.props
+            .iter()
+            .find(|(i, _)| *i == id)
+            .map(|(_, v)| v.as_slice())
+    }
+}
+
+/// One MQTT connection written and read by hand.
+struct Raw {
+    s: TcpStream,
+    v5: bool,
+}
+
+impl Raw {
+    async fn open(port: u16, v5: bool) -> Raw {
+        let s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        s.set_nodelay(true).unwrap();
+        Raw { s, v5 }
+    }
+
+    /// Connects and returns the CONNACK.
+    async fn connect(port: u16, v5: bool, client_id: &str, clean: bool) -> (Raw, ConnAck) {
+        Self::connect_with(port, v5, client_id, clean, None).await
+    }
+
+    async fn connect_with(
+        port: u16,
+        v5: bool,
+        client_id: &str,
+        clean: bool,
+        session_expiry: Option<u32>,
+    ) -> (Raw, ConnAck) {
+        let mut r = Raw::open(port, v5).await;
+        r.send(&connect_packet(v5, client_id, clean, session_expiry))
+            .await;
+        let (h, body) = r.read().await.expect("a CONNACK, not a closed socket");
+        assert_eq!(h, 0x20, "a CONNACK");
+        let mut props = Vec::new();
+        if v5 && body.len() > 2 {
+            let mut i = 2;
+            let (len, n) = read_varint(&body[i..]);
+            i += n;
+            let end = i + len;
+            while i < end {
+                let id = body[i];
+                i += 1;
+                let size = match id {
+                    0x12 | 0x1A | 0x1C | 0x1F | 0x15 => {
+                        2 + u16::from_be_bytes([body[i], body[i + 1]]) as usize
+                    }
+                    0x11 | 0x27 => 4,
+                    0x13 | 0x21 | 0x22 => 2,
+                    0x24 | 0x25 | 0x28 | 0x29 | 0x2A => 1,
+                    0x26 => {
+                        let k = 2 + u16::from_be_bytes([body[i], body[i + 1]]) as usize;
+                        k + 2 + u16::from_be_bytes([body[i + k], body[i + k + 1]]) as usize
+                    }
+                    other => panic!("unexpected CONNACK property {other:#x}"),
+                };
+                props.push((id, body[i..i + size].to_vec()));
+                i += size;
+            }
+        }
+        let ack = ConnAck {
+            session_present: body[0] & 1 == 1,
+            code: body[1],
+            props,
+        };
+        (r, ack)
+    }
+
+    async fn send(&mut self, bytes: &[u8]) {
+        self.s.write_all(bytes).await.unwrap();
+    }
+
+    async fn disconnect(&mut self) {
+        let p = if self.v5 {
+            vec![0xE0, 1, 0]
+        } else {
+            vec![0xE0, 0]
+        };
+        self.send(&p).await;
+    }
+
+    /// The next packet (fixed header byte, body), or `None` once the server closed.
+    async fn read(&mut self) -> Option<(u8, Vec<u8>)> {
+        tokio::time::timeout(WAIT, async {
+            let mut h = [0u8; 1];
+            if self.s.read_exact(&mut h).await.is_err() {
+                return None;
+            }
+            let mut len = 0usize;
+            let mut mul = 1usize;
+            loop {
+                let mut b = [0u8; 1];
+                self.s.read_exact(&mut b).await.ok()?;
+                len += (b[0] & 0x7F) as usize * mul;
+                mul *= 128;
+                if b[0] & 0x80 == 0 {
+                    break;
+                }
+            }
+            let mut body = vec![0u8; len];
+            self.s.read_exact(&mut body).await.ok()?;
+            Some((h[0], body))
+        })
+        .await
+        .expect("a packet or a close in time")
+    }
+
+    /// Reads to the end: the reason code of the DISCONNECT the server sent before it closed,
+    /// `None` if it closed without one.
+    async fn disconnect_reason(&mut self) -> Option<u8> {
+        let mut reason = None;
+        while let Some((h, body)) = self.read().await {
+            if h == 0xE0 {
+                reason = Some(body.first().copied().unwrap_or(0));
+            }
+        }
+        reason
+    }
+}
+
+fn read_varint(b: &[u8]) -> (usize, usize) {
+    let (mut v, mut mul) = (0usize, 1usize);
+    for (i, byte) in b.iter().enumerate() {
+        v += (byte & 0x7F) as usize * mul;
+        mul *= 128;
+        if byte & 0x80 == 0 {
+            return (v, i + 1);
+        }
+    }
+    panic!("bad variable byte integer");
+}
+
+// ---- an MQTT 5 client that keeps the properties of what it receives ----
+
+struct Seen {
+    topic: String,
+    payload: Vec<u8>,
+    props: Option<PublishProperties>,
+}
+
+async fn client(port: u16, id: &str) -> (AsyncClient, EventLoop) {
+    let mut o = MqttOptions::new(id, "127.0.0.1", port);
+    o.set_keep_alive(Duration::from_secs(30));
+    o.set_outgoing_inflight_upper_limit(64);
+    let (c, mut el) = AsyncClient::new(o, 100);
+    loop {
+        if let Event::Incoming(Packet::ConnAck(_)) = tokio::time::timeout(WAIT, el.poll())
+            .await
+            .expect("CONNACK in time")
+            .expect("connected")
+        {
+            return (c, el);
+        }
+    }
+}
+
+async fn subscribed(c: &AsyncClient, el: &mut EventLoop, filter: &str) -> SubscribeReasonCode {
+    c.subscribe(filter, QoS::AtLeastOnce).await.unwrap();
+    loop {
+        if let Event::Incoming(Packet::SubAck(a)) = tokio::time::timeout(WAIT, el.poll())
+            .await
+            .expect("SUBACK in time")
+            .unwrap()
+        {
+            return a.return_codes[0];
+        }
+    }
+}
+
+/// Publishes received within `quiet` of each other.
+async fn received(el: &mut EventLoop, quiet: Duration) -> Vec<Seen> {
+    let mut seen = Vec::new();
+    while let Ok(ev) = tokio::time::timeout(quiet, el.poll()).await {
+        if let Event::Incoming(Packet::Publish(p)) = ev.unwrap() {
+            seen.push(Seen {
+                topic: String::from_utf8_lossy(&p.topic).into_owned(),
+                payload: p.payload.to_vec(),
+                props: p.properties,
+            });
+        }
+    }
+    seen
+}
+
+async fn publish_from(port: u16, id: &str, topic: &str, payload: &str, props: PublishProperties) {
+    let (c, mut el) = client(port, id).await;
+    c.publish_with_properties(topic, QoS::AtLeastOnce, true, payload.to_owned(), props)
+        .await
+        .unwrap();
+    loop {
+        if let Event::Incoming(Packet::PubAck(_)) = el.poll().await.unwrap() {
+            break;
+        }
+    }
+}
+
+// ---- 1. message expiry ----
+
+/// A retained message without an expiry is kept and delivered with no Message Expiry Interval
+/// (rmqtt stamped every delivery with 300 s and dropped it then); one with an expiry of its own
+/// goes when it runs out.
+#[tokio::test]
+async fn a_message_without_expiry_never_expires() {
+    let anon = free_port();
+    let _s = Server::start_with(&anonymous(anon));
+    publish_from(anon, "cfg-writer", "cfg/plant", "keep", Default::default()).await;
+    let short = PublishProperties {
+        message_expiry_interval: Some(1),
+        ..Default::default()
+    };
+    publish_from(anon, "cfg-writer2", "cfg/flash", "brief", short).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+
+    let (c, mut el) = client(anon, "reader").await;
+    assert!(matches!(
+        subscribed(&c, &mut el, "cfg/#").await,
+        SubscribeReasonCode::Success(_)
+    ));
+    let seen = received(&mut el, Duration::from_millis(500)).await;
+    let topics: Vec<&str> = seen.iter().map(|s| s.topic.as_str()).collect();
+    assert_eq!(
+        topics,
+        ["cfg/plant"],
+        "the message with no expiry, not the expired one"
+    );
+    assert_eq!(seen[0].payload, b"keep");
+    let expiry = seen[0]
+        .props
+        .as_ref()
+        .and_then(|p| p.message_expiry_interval);
+    assert_eq!(expiry, None, "no expiry was set, so none is delivered");
+}
