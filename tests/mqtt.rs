@@ -332,3 +332,42 @@ async fn a_message_without_expiry_never_expires() {
         .and_then(|p| p.message_expiry_interval);
     assert_eq!(expiry, None, "no expiry was set, so none is delivered");
 }
+
+// ---- 2. zero-length client ids ----
+
+#[tokio::test]
+async fn a_zero_length_client_id_gets_a_session_of_its_own() {
+    let anon = free_port();
+    let s = Server::start_with_users(&anonymous(anon), &["alice"]);
+    // 3.1.1, clean session: accepted with a session the server names [MQTT-3.1.3-6/7].
+    let (_a, ack) = Raw::connect(anon, false, "", true).await;
+    assert_eq!(ack.code, 0, "accepted");
+    assert!(!ack.session_present);
+    // 3.1.1 without clean session: Identifier rejected [MQTT-3.1.3-8].
+    let (_b, ack) = Raw::connect(anon, false, "", false).await;
+    assert_eq!(ack.code, 2, "CONNACK 2, identifier rejected");
+    // MQTT 5: accepted, with the Assigned Client Identifier, different each time.
+    let (_c, ack1) = Raw::connect(anon, true, "", true).await;
+    let (_d, ack2) = Raw::connect(anon, true, "", true).await;
+    assert_eq!((ack1.code, ack2.code), (0, 0), "accepted");
+    let id1 = ack1
+        .prop(0x12)
+        .expect("an Assigned Client Identifier")
+        .to_vec();
+    let id2 = ack2
+        .prop(0x12)
+        .expect("an Assigned Client Identifier")
+        .to_vec();
+    assert!(id1.len() > 2 && id1 != id2, "two distinct ids");
+    // A user's connection still needs `{user}:{device}` (docs/protocol.md): 5 / 0x87.
+    let (_e, ack) = Raw::connect(s.mqtt, false, "", true).await;
+    assert_eq!(
+        ack.code, 5,
+        "3.1.1 on the credentialed listener: not authorized"
+    );
+    let (_f, ack) = Raw::connect(s.mqtt, true, "", true).await;
+    assert_eq!(
+        ack.code, 0x87,
+        "5.0 on the credentialed listener: not authorized"
+    );
+}
