@@ -371,3 +371,63 @@ async fn a_zero_length_client_id_gets_a_session_of_its_own() {
         "5.0 on the credentialed listener: not authorized"
     );
 }
+
+// ---- 3. wildcard grants ----
+
+/// `#` granted by a rule shows every integration topic and never a chat topic: not other users'
+/// messages or presence, not even the monitor's own.
+#[tokio::test]
+async fn a_wildcard_grant_sees_all_integration_traffic_and_no_chat() {
+    let anon = free_port();
+    let cfg = format!(
+        "{}[[acl]]\nuser = \"mon\"\nsubscribe = [\"#\"]\n\n[[acl]]\nuser = \"sensor\"\npublish = [\"tele/#\"]\n",
+        anonymous(anon)
+    );
+    let s = Server::start_with_users(&cfg, &["alice", "bob", "mon", "sensor"]);
+    let mut mon = connect(s.mqtt, "mon", "laptop", "pw").await;
+    for f in ["#", "+/+/+", "+/temp"] {
+        assert!(
+            matches!(mon.subscribe(f).await, SubscribeReasonCode::Success(_)),
+            "mon may subscribe to {f}"
+        );
+    }
+    for f in ["u/bob/m", "u/+/m", "p/alice", "$SYS/#", "m/u/bob"] {
+        assert_eq!(
+            mon.subscribe(f).await,
+            SubscribeReasonCode::NotAuthorized,
+            "mon subscribing to {f}"
+        );
+    }
+    let (ac, mut anon_el) = client(anon, "watcher").await;
+    assert!(matches!(
+        subscribed(&ac, &mut anon_el, "#").await,
+        SubscribeReasonCode::Success(_)
+    ));
+
+    // Chat traffic: a message, receipts, presence of alice and bob coming online.
+    let mut bob = s.online("bob", "phone").await;
+    let mut alice = s.online("alice", "phone").await;
+    alice.send("u/bob", json!({"body": "private"})).await;
+    assert_eq!(bob.recv("u/bob/m").await["body"], "private");
+    alice.recv("u/alice/r").await;
+    // Integration traffic.
+    let mut sensor = connect(s.mqtt, "sensor", "s1", "pw").await;
+    sensor.publish("tele/boiler/temp", "71").await;
+    sensor.publish("tele/pump", "on").await;
+
+    let anon_seen = received(&mut anon_el, Duration::from_millis(700)).await;
+    let anon_topics: Vec<&str> = anon_seen.iter().map(|s| s.topic.as_str()).collect();
+    assert_eq!(anon_topics, ["tele/boiler/temp", "tele/pump"]);
+    assert_eq!(mon.recv_raw("tele/boiler/temp").await, b"71");
+    assert_eq!(mon.recv_raw("tele/pump").await, b"on");
+    for t in [
+        "u/bob/m",
+        "u/alice/r",
+        "u/alice/m",
+        "p/alice",
+        "p/bob",
+        "p/mon",
+    ] {
+        mon.nothing_on(t, Duration::from_millis(200)).await;
+    }
+}

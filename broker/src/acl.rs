@@ -2,8 +2,11 @@
 //! the MQTT filter arithmetic they need.
 //!
 //! Invariant: no rule ever opens a chat topic (`u/`, `d/`, `p/`, `m/`, `r/`, `t/`, `q/`, `g/`).
-//! The config refuses such filters as written; [`Rules`] checks again after `%u` is replaced,
-//! at match time, because a user named `u` turns `%u/#` into `u/#`.
+//! The config refuses filters that name one as written; [`Rules`] checks again after `%u` is
+//! replaced, at match time, because a user named `u` turns `%u/#` into `u/#`. A rule whose
+//! first level is a wildcard (`#`, `+/…`) is granted, but only for what is not a chat topic: a
+//! publish or a requested filter that names a chat namespace is never the rule's, and the
+//! delivery guard (hooks.rs) never sends a chat topic through such a subscription.
 
 use natter_config::Config;
 
@@ -36,7 +39,7 @@ fn name_matches(pattern: &str, name: &str) -> bool {
     }
 }
 
-pub use natter_types::topic::reaches_chat;
+pub use natter_types::topic::{names_chat, reaches_chat};
 
 /// Whether a concrete `topic` matches `filter` (MQTT rules; `$` topics only match filters that
 /// name `$` explicitly).
@@ -60,6 +63,10 @@ pub fn topic_matches(filter: &str, topic: &str) -> bool {
 /// Whether every topic `requested` could match is also matched by `allowed`, i.e. a
 /// subscription to `requested` can deliver nothing that `allowed` does not permit.
 pub fn filter_covers(allowed: &str, requested: &str) -> bool {
+    // As in `topic_matches`: a wildcard first level never reaches `$` topics.
+    if requested.starts_with('$') && (allowed.starts_with('+') || allowed.starts_with('#')) {
+        return false;
+    }
     let mut a = allowed.split('/');
     let mut r = requested.split('/');
     loop {
@@ -116,29 +123,33 @@ impl Rules {
             })
             .map(move |f| f.replace("%u", user))
             // Checked after the substitution: the config could only check the rule as written.
-            .filter(|f| !reaches_chat(f))
+            .filter(|f| !names_chat(f))
     }
 
     /// Whether a rule lets `user` publish to `topic`.
     pub fn user_may_publish(&self, user: &str, topic: &str) -> bool {
-        self.user_filters(user, true)
-            .any(|f| topic_matches(&f, topic))
+        !names_chat(topic)
+            && self
+                .user_filters(user, true)
+                .any(|f| topic_matches(&f, topic))
     }
 
     /// Whether a rule lets `user` subscribe to `filter`.
     pub fn user_may_subscribe(&self, user: &str, filter: &str) -> bool {
-        self.user_filters(user, false)
-            .any(|f| filter_covers(&f, filter))
+        !names_chat(filter)
+            && self
+                .user_filters(user, false)
+                .any(|f| filter_covers(&f, filter))
     }
 
     /// Whether an anonymous client may publish to `topic`.
     pub fn anonymous_may_publish(&self, topic: &str) -> bool {
-        !reaches_chat(topic) && self.anon_publish.iter().any(|f| topic_matches(f, topic))
+        !names_chat(topic) && self.anon_publish.iter().any(|f| topic_matches(f, topic))
     }
 
     /// Whether an anonymous client may subscribe to `filter`.
     pub fn anonymous_may_subscribe(&self, filter: &str) -> bool {
-        !reaches_chat(filter) && self.anon_subscribe.iter().any(|f| filter_covers(f, filter))
+        !names_chat(filter) && self.anon_subscribe.iter().any(|f| filter_covers(f, filter))
     }
 }
 
@@ -164,6 +175,8 @@ mod tests {
         assert!(!filter_covers("alerts/+", "alerts/#"));
         assert!(!filter_covers("alerts/x", "alerts/+"));
         assert!(!filter_covers("tele/#", "#"));
+        assert!(filter_covers("#", "+/temp"));
+        assert!(!filter_covers("#", "$SYS/#"));
     }
 
     /// Rules of `[[acl]]` sections with random users and filters (as an operator might write
@@ -214,7 +227,8 @@ mod tests {
                     proptest::prop_assert!(!r.user_may_publish(&me, &topic), "publish {topic} as {me}");
                     proptest::prop_assert!(!r.user_may_subscribe(&me, &topic), "subscribe {topic} as {me}");
                 }
-                for filter in ["#", "+/#", "u/#", "u/+/m", "d/#", "p/+", "+/+/+"] {
+                // `#`, `+/#` may be granted: the delivery guard keeps chat topics out of them.
+                for filter in ["u/#", "u/+/m", "d/#", "p/+", "q/+"] {
                     proptest::prop_assert!(!r.user_may_subscribe(&me, filter), "subscribe {filter} as {me}");
                 }
             }

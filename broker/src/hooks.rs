@@ -23,7 +23,7 @@ use rmqtt::types::{
     AuthResult, ConnectInfo, LastWill, PublishAclResult, PublishResult, SubscribeAclResult,
 };
 
-use crate::acl::reaches_chat;
+use crate::acl::{names_chat, reaches_chat, topic_matches};
 use crate::retain::Retained;
 use crate::sessions::Sessions;
 use crate::{AuthVerdict, Gate, PublishVerdict, Refusal, Rules};
@@ -122,6 +122,20 @@ fn may_receive(s: &Session, topic: &str) -> bool {
         (Some("d"), Some(u), Some(d), None) => u == user && d == device,
         (Some("p"), Some(_), None, _) => true,
         _ => false,
+    }
+}
+
+/// Whether `s` holds a subscription that names a chat namespace and matches `topic`: the bridge
+/// granted it. A subscription whose first level is a wildcard (`#`, `+/…`, which an operator
+/// rule may grant) never carries a chat topic, even one the session's user may read.
+async fn subscribed_to_chat(s: &Session, topic: &str) -> bool {
+    match s.subscriptions().await {
+        Ok(subs) => subs
+            .read()
+            .await
+            .keys()
+            .any(|f| names_chat(f) && topic_matches(f, topic)),
+        Err(_) => false,
     }
 }
 
@@ -312,9 +326,14 @@ impl Handler for Hooks {
                 // offline session): a chat topic carries only what the bridge published, to
                 // whoever may read it.
                 if reaches_chat(&p.topic) {
-                    let ok = from.is_system() && may_receive(s, &p.topic);
+                    let ok = from.is_system()
+                        && may_receive(s, &p.topic)
+                        && subscribed_to_chat(s, &p.topic).await;
                     if !ok {
-                        tracing::warn!(
+                        // Expected, not a fault: a wildcard subscription (`#`) matches chat
+                        // topics, clients' own publishes on `m/…` are routed after the bridge
+                        // handled them; none of it is delivered.
+                        tracing::debug!(
                             to = %s.id.client_id,
                             topic = %p.topic,
                             from = from.typ().as_str(),

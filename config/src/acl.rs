@@ -1,12 +1,13 @@
 //! `[[acl]]` and `[anonymous]`: topic rights for integrations, outside the chat namespaces.
 //!
-//! Validation checks that every filter is a well-formed MQTT filter that cannot reach a chat
-//! topic ([`natter_types::topic::reaches_chat`]), so no config rule can widen the chat ACL. It
+//! Validation checks that every filter is a well-formed MQTT filter whose first level is not a
+//! chat namespace ([`natter_types::topic::names_chat`]), so no config rule can widen the chat
+//! ACL; a wildcard first level (`#`, `+/…`) is allowed and covers only integration topics. It
 //! must never match topics itself: the broker's ACL does.
 
 use std::net::SocketAddr;
 
-use natter_types::topic::{reaches_chat, CHAT_NAMESPACES};
+use natter_types::topic::{names_chat, CHAT_NAMESPACES};
 use serde::Deserialize;
 
 use crate::addr::addr;
@@ -86,14 +87,15 @@ fn check_filters(key: &str, filters: &[String]) -> Result<(), ConfigError> {
                 "an MQTT topic filter (`+` and `#` as whole levels, `#` last)",
             );
         }
-        // A rule like `#` or `+/…` would open every user's chat topics; the chat ACL is not
-        // something an integration rule can widen.
-        if reaches_chat(f) {
+        // The chat ACL is not something an integration rule can widen. A rule like `#` or
+        // `+/…` is allowed: the broker never delivers a chat topic through it, nor lets it
+        // publish to one (broker/src/acl.rs, broker/src/hooks.rs).
+        if names_chat(f) {
             return invalid(
                 key,
                 format!("{f:?}"),
                 &format!(
-                    "a filter whose first level is a fixed name other than the chat namespaces {CHAT_NAMESPACES:?}"
+                    "a filter whose first level is not one of the chat namespaces {CHAT_NAMESPACES:?}"
                 ),
             );
         }

@@ -64,8 +64,14 @@ fn a_bad_address_names_key_and_value() {
 fn an_acl_rule_cannot_open_chat_topics() {
     let e = parse_err("[[acl]]\nuser = \"*\"\nsubscribe = [\"u/#\"]\n");
     assert!(e.contains("acl[0].subscribe"), "{e}");
-    let e = parse_err("[[acl]]\nuser = \"*\"\npublish = [\"#\"]\n");
+    let e = parse_err("[[acl]]\nuser = \"*\"\npublish = [\"m/#\"]\n");
     assert!(e.contains("acl[0].publish"), "{e}");
+    // A wildcard first level is granted: the broker keeps chat topics out of it.
+    assert!(Config::parse(
+        "[[acl]]\nuser = \"ops\"\nsubscribe = [\"#\", \"+/x\"]\n",
+        "x"
+    )
+    .is_ok());
     assert!(Config::parse(
         "[[acl]]\nuser = \"sensor-*\"\npublish = [\"tele/%u/#\"]\n",
         "x"
@@ -262,7 +268,7 @@ fn an_acl_filter_must_be_well_formed_and_stay_off_every_chat_namespace() {
         assert!(e.contains("an MQTT topic filter"), "{e}");
     }
     let chat = natter_types::topic::CHAT_NAMESPACES.map(|ns| format!("{ns}/x"));
-    for filter in chat.iter().map(String::as_str).chain(["#", "+/x"]) {
+    for filter in chat.iter().map(String::as_str).chain(["u/#", "p/+"]) {
         let e = parse_err(&format!(
             "[anonymous]\nlisten = \"127.0.0.1:1884\"\npublish = [{filter:?}]\n"
         ));
@@ -271,6 +277,11 @@ fn an_acl_filter_must_be_well_formed_and_stay_off_every_chat_namespace() {
             "{e}"
         );
     }
+    assert!(Config::parse(
+        "[anonymous]\nlisten = \"127.0.0.1:1884\"\npublish = [\"#\"]\nsubscribe = [\"+/x\"]\n",
+        "x"
+    )
+    .is_ok());
     let e = parse_err("[anonymous]\nlisten = \"127.0.0.1:8083\"\n");
     assert!(e.contains("anonymous.listen"), "{e}");
 }

@@ -18,7 +18,15 @@ pub const CHAT_NAMESPACES: [&str; 8] = ["u", "d", "p", "m", "r", "t", "q", "g"];
 /// namespace or a wildcard.
 pub fn reaches_chat(filter: &str) -> bool {
     let first = filter.split('/').next().unwrap_or_default();
-    first == "+" || first == "#" || CHAT_NAMESPACES.contains(&first)
+    first == "+" || first == "#" || names_chat(filter)
+}
+
+/// Whether `filter`'s (or a topic's) first level names a chat namespace. An operator rule may
+/// grant a filter whose first level is a wildcard (`#`, `+/…`): the broker never delivers a
+/// chat topic through such a subscription, so it covers the integration topics only.
+pub fn names_chat(filter: &str) -> bool {
+    let first = filter.split('/').next().unwrap_or_default();
+    CHAT_NAMESPACES.contains(&first)
 }
 
 /// A topic a client publishes to, as the protocol reads it.
