@@ -431,3 +431,98 @@ async fn a_wildcard_grant_sees_all_integration_traffic_and_no_chat() {
         mon.nothing_on(t, Duration::from_millis(200)).await;
     }
 }
+
+// ---- 4. topic aliases and shared subscriptions ----
+
+#[tokio::test]
+async fn a_bad_topic_alias_gets_disconnect_0x94() {
+    let anon = free_port();
+    let _s = Server::start_with(&anonymous(anon));
+    let (mut r, ack) = Raw::connect(anon, true, "aliaser", true).await;
+    assert_eq!(ack.code, 0);
+    let max = u16::from_be_bytes(
+        ack.prop(0x22)
+            .expect("a Topic Alias Maximum")
+            .try_into()
+            .unwrap(),
+    );
+    assert!(max > 0);
+    // A good alias works: set, then used with an empty topic.
+    let (sub, mut sub_el) = client(anon, "alias-reader").await;
+    subscribed(&sub, &mut sub_el, "al/#").await;
+    r.send(&publish_packet(true, "al/one", Some(1), b"first"))
+        .await;
+    r.send(&publish_packet(true, "", Some(1), b"second")).await;
+    let seen = received(&mut sub_el, Duration::from_millis(500)).await;
+    let got: Vec<(&str, &[u8])> = seen
+        .iter()
+        .map(|s| (s.topic.as_str(), s.payload.as_slice()))
+        .collect();
+    assert_eq!(got, [("al/one", &b"first"[..]), ("al/one", &b"second"[..])]);
+
+    for alias in [0, max + 1] {
+        let (mut r, _) = Raw::connect(anon, true, "aliaser", true).await;
+        r.send(&publish_packet(true, "al/x", Some(alias), b"x"))
+            .await;
+        assert_eq!(
+            r.disconnect_reason().await,
+            Some(0x94),
+            "alias {alias}: DISCONNECT Topic Alias invalid, then the close"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_shared_subscription_balances_the_group_under_the_acl() {
+    let anon = free_port();
+    let cfg = format!(
+        "[anonymous]\nlisten = \"127.0.0.1:{anon}\"\npublish = [\"jobs/#\"]\nsubscribe = [\"jobs/#\"]\n"
+    );
+    let _s = Server::start_with(&cfg);
+    let (_r, ack) = Raw::connect(anon, true, "probe", true).await;
+    assert_ne!(
+        ack.prop(0x2A),
+        Some(&[0u8][..]),
+        "shared subscriptions available"
+    );
+    let (w1, mut el1) = client(anon, "worker-1").await;
+    let (w2, mut el2) = client(anon, "worker-2").await;
+    for (w, el) in [(&w1, &mut el1), (&w2, &mut el2)] {
+        assert!(matches!(
+            subscribed(w, el, "$share/workers/jobs/#").await,
+            SubscribeReasonCode::Success(_)
+        ));
+        // The ACL applies to the filter part.
+        assert_eq!(
+            subscribed(w, el, "$share/workers/secret/#").await,
+            SubscribeReasonCode::NotAuthorized
+        );
+        assert_eq!(
+            subscribed(w, el, "$share/workers/u/bob/m").await,
+            SubscribeReasonCode::NotAuthorized
+        );
+    }
+    let (p, mut pel) = client(anon, "producer").await;
+    for i in 0..20 {
+        p.publish(format!("jobs/{i}"), QoS::AtLeastOnce, false, "job")
+            .await
+            .unwrap();
+    }
+    let pump = tokio::spawn(async move { received(&mut pel, Duration::from_millis(800)).await });
+    let (a, b) = tokio::join!(
+        received(&mut el1, Duration::from_millis(800)),
+        received(&mut el2, Duration::from_millis(800))
+    );
+    pump.await.unwrap();
+    assert_eq!(
+        a.len() + b.len(),
+        20,
+        "each job delivered once to the group"
+    );
+    assert!(
+        !a.is_empty() && !b.is_empty(),
+        "both workers got jobs: {} and {}",
+        a.len(),
+        b.len()
+    );
+}

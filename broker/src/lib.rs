@@ -10,6 +10,7 @@ mod acl;
 mod hooks;
 mod retain;
 mod sessions;
+mod shared;
 pub mod tls;
 
 use std::net::{IpAddr, SocketAddr};
@@ -28,6 +29,9 @@ use rmqtt::session::SessionState;
 use rmqtt::types::{CodecPublish, From, Id, Publish, QoS};
 
 pub use acl::{filter_covers, reaches_chat, topic_matches, Rules};
+
+/// The Topic Alias Maximum natter advertises to MQTT 5 clients.
+pub const MAX_TOPIC_ALIASES: u16 = 64;
 
 /// How a CONNECT on the credentialed listener ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -260,6 +264,7 @@ impl Broker {
             payload: m.retained_max_payload,
         });
         *scx.extends.retain_mut().await = Box::new(retain::Storage(retained.clone()));
+        *scx.extends.shared_subscription_mut().await = Box::new(shared::RoundRobin::default());
         Broker {
             scx,
             config,
@@ -304,6 +309,9 @@ impl Broker {
             // default (300 s) dropped retained messages and offline queues after five minutes.
             // Zero is rmqtt's "no expiry"; a publisher's own interval still applies.
             .message_expiry_interval(Duration::ZERO)
+            // Aliases 1..=MAX_TOPIC_ALIASES are accepted from MQTT 5 clients (CONNACK says so);
+            // 0 or above is DISCONNECT 0x94 (third_party/rmqtt).
+            .max_topic_aliases(MAX_TOPIC_ALIASES)
     }
 
     /// Binds every listener, installs the hooks and starts serving.
