@@ -400,7 +400,9 @@ async fn shut_down(running: &natter_broker::RunningBroker, bridge: &Bridge, limi
     }
     let told = running.disconnect_all().await;
     // Wait for the DISCONNECTs to go out and the connections to close.
-    while bridge.connected_devices() > 0 && started.elapsed() < limit {
+    // Integrations count too: an MQTT 5 client of theirs is owed its DISCONNECT 0x8B as well.
+    while (bridge.connected_devices() > 0 || running.connections() > 0) && started.elapsed() < limit
+    {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     tracing::info!(

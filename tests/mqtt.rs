@@ -526,3 +526,19 @@ async fn a_shared_subscription_balances_the_group_under_the_acl() {
         b.len()
     );
 }
+
+// ---- 5. shutdown ----
+
+#[tokio::test]
+async fn mqtt5_clients_get_disconnect_0x8b_at_shutdown() {
+    let anon = free_port();
+    let mut s = Server::start_with_users(&anonymous(anon), &["alice"]);
+    let (mut integration, _) = Raw::connect(anon, true, "plc-7", true).await;
+    s.signal("TERM");
+    assert_eq!(
+        integration.disconnect_reason().await,
+        Some(0x8B),
+        "server shutting down"
+    );
+    assert!(s.wait_exit(Duration::from_secs(15)).success());
+}

@@ -244,6 +244,11 @@ impl RunningBroker {
         told
     }
 
+    /// Open MQTT connections, of users and integrations alike.
+    pub fn connections(&self) -> usize {
+        usize::try_from(self.scx.connections.count()).unwrap_or(0)
+    }
+
     /// Sessions (connected or kept for a persistent client) this node holds.
     pub async fn sessions(&self) -> usize {
         self.scx.extends.shared().await.sessions_count()
