@@ -542,3 +542,51 @@ async fn mqtt5_clients_get_disconnect_0x8b_at_shutdown() {
     );
     assert!(s.wait_exit(Duration::from_secs(15)).success());
 }
+
+// ---- 6. takeover right after DISCONNECT ----
+
+/// A client that sends DISCONNECT and reconnects at once with the same id is always accepted,
+/// and "session present" says whether a session was kept: never for a clean one.
+#[tokio::test]
+async fn reconnecting_right_after_disconnect_gets_session_present_right() {
+    let anon = free_port();
+    let _s = Server::start_with(&anonymous(anon));
+    for round in 0..15 {
+        let id = format!("racer-{round}");
+        // 3.1.1: a clean session ends at DISCONNECT; a persistent one is kept.
+        let (mut c, ack) = Raw::connect(anon, false, &id, true).await;
+        assert_eq!((ack.code, ack.session_present), (0, false));
+        c.disconnect().await;
+        let (mut c, ack) = Raw::connect(anon, false, &id, false).await;
+        assert_eq!(
+            (ack.code, ack.session_present),
+            (0, false),
+            "round {round}: after a clean session, none is present"
+        );
+        c.disconnect().await;
+        let (mut c, ack) = Raw::connect(anon, false, &id, false).await;
+        assert_eq!(
+            (ack.code, ack.session_present),
+            (0, true),
+            "round {round}: the persistent session is present"
+        );
+        c.disconnect().await;
+        // MQTT 5: session expiry 0 ends with the connection; 60 s keeps it.
+        let id5 = format!("racer5-{round}");
+        let (mut c, _) = Raw::connect_with(anon, true, &id5, true, None).await;
+        c.disconnect().await;
+        let (mut c, ack) = Raw::connect_with(anon, true, &id5, false, Some(60)).await;
+        assert_eq!(
+            (ack.code, ack.session_present),
+            (0, false),
+            "round {round} (5.0)"
+        );
+        c.disconnect().await;
+        let (_c, ack) = Raw::connect_with(anon, true, &id5, false, Some(60)).await;
+        assert_eq!(
+            (ack.code, ack.session_present),
+            (0, true),
+            "round {round} (5.0)"
+        );
+    }
+}
