@@ -56,6 +56,10 @@ fn install_metrics() -> anyhow::Result<PrometheusHandle> {
         "Deliveries to clients, by kind (message, receipt, event, reply, presence, integration)"
     );
     metrics::describe_counter!("natter_errors_total", "Refused publishes, by error code");
+    metrics::describe_counter!(
+        "natter_messages_dropped_total",
+        "Deliveries lost because a session's queue (mqtt.max_queue) was full, by reason"
+    );
     metrics::describe_histogram!(
         "natter_send_deliver_seconds",
         "From a message's acceptance to a device's PUBACK of it"

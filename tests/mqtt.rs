@@ -590,3 +590,47 @@ async fn reconnecting_right_after_disconnect_gets_session_present_right() {
         );
     }
 }
+
+// ---- 7. queue overflow ----
+
+/// A subscriber that does not acknowledge fills its in-flight window and then its queue; what
+/// does not fit is counted and logged once for the session, not lost in silence.
+#[tokio::test]
+async fn an_overflowing_session_queue_is_counted_and_logged_once() {
+    let anon = free_port();
+    let cfg = format!(
+        "[mqtt]\nmax_inflight = 2\nmax_queue = 5\n{}",
+        anonymous(anon)
+    );
+    let s = Server::start_with(&cfg);
+    // Subscribes at QoS 1 and never reads or acknowledges anything.
+    let (mut slow, _) = Raw::connect(anon, false, "slow", true).await;
+    let mut sub = vec![0, 1];
+    string("flood/#", &mut sub);
+    sub.push(1);
+    slow.send(&packet(0x82, &sub)).await;
+    let (h, _) = slow.read().await.unwrap();
+    assert_eq!(h, 0x90, "SUBACK");
+    let (p, mut pel) = client(anon, "flooder").await;
+    for i in 0..30 {
+        p.publish(format!("flood/{i}"), QoS::AtLeastOnce, false, "x")
+            .await
+            .unwrap();
+    }
+    received(&mut pel, Duration::from_millis(800)).await;
+    let dropped = metric(
+        &s.metrics(),
+        "natter_messages_dropped_total{reason=\"queue_full\"}",
+    );
+    assert!(
+        dropped >= 20.0,
+        "30 sent, at most 2 in flight and 5 queued: {dropped} counted"
+    );
+    let log = s.log();
+    assert_eq!(
+        log.matches("session queue full").count(),
+        1,
+        "one log line for the session:\n{log}"
+    );
+    assert!(log.contains("slow"));
+}

@@ -11,7 +11,8 @@
 //! natter's bridge published it and the receiving session's user may read it; an ack is only
 //! believed for a delivery the bridge made.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use natter_types::Client;
@@ -20,7 +21,8 @@ use rmqtt::context::ServerContext;
 use rmqtt::hook::{Handler, HookResult, Parameter, ReturnType, Type};
 use rmqtt::session::Session;
 use rmqtt::types::{
-    AuthResult, ConnectInfo, LastWill, PublishAclResult, PublishResult, SubscribeAclResult,
+    AuthResult, ConnectInfo, Id, LastWill, PublishAclResult, PublishResult, Reason,
+    SubscribeAclResult,
 };
 
 use crate::acl::{names_chat, reaches_chat, topic_matches};
@@ -46,6 +48,28 @@ struct Hooks {
     sessions: Arc<Sessions>,
     retained: Arc<Retained>,
     scx: ServerContext,
+    overflowed: Arc<Overflowed>,
+}
+
+/// Sessions whose queue overflowed, so that each is logged once, not once per lost message.
+#[derive(Default)]
+struct Overflowed(Mutex<HashSet<(u16, String)>>);
+
+impl Overflowed {
+    /// Whether this is the first overflow of the session `id` (since it started).
+    fn first(&self, id: &Id) -> bool {
+        self.0
+            .lock()
+            .map(|mut s| s.insert((id.lid, id.client_id.to_string())))
+            .unwrap_or(false)
+    }
+
+    /// The session `id` ended: a later session of that client is logged again.
+    fn forget(&self, id: &Id) {
+        if let Ok(mut s) = self.0.lock() {
+            s.remove(&(id.lid, id.client_id.to_string()));
+        }
+    }
 }
 
 /// The `kind` label of the messages-out counter, from the topic a delivery went out on.
@@ -78,6 +102,7 @@ fn who(s: &Session) -> Option<Who> {
 
 pub(crate) async fn install(scx: &ServerContext, parts: Parts) {
     let register = scx.extends.hook_mgr().register();
+    let overflowed = Arc::new(Overflowed::default());
     for typ in [
         Type::ClientAuthenticate,
         Type::ClientSubscribeCheckAcl,
@@ -88,6 +113,7 @@ pub(crate) async fn install(scx: &ServerContext, parts: Parts) {
         Type::ClientConnected,
         Type::ClientDisconnected,
         Type::SessionTerminated,
+        Type::MessageDropped,
     ] {
         register
             .add(
@@ -98,6 +124,7 @@ pub(crate) async fn install(scx: &ServerContext, parts: Parts) {
                     sessions: parts.sessions.clone(),
                     retained: parts.retained.clone(),
                     scx: scx.clone(),
+                    overflowed: overflowed.clone(),
                 }),
             )
             .await;
@@ -351,7 +378,27 @@ impl Handler for Hooks {
                 }
                 (true, acc)
             }
+            Parameter::MessageDropped(Some(to), _, p, reason) => {
+                // A delivery lost because the session's queue (`mqtt.max_queue`, behind
+                // `mqtt.max_inflight` unacknowledged ones) was full: counted, and logged once
+                // per session so that a slow consumer is seen without a line per message.
+                if matches!(reason, Reason::MessageQueueFull) {
+                    metrics::counter!("natter_messages_dropped_total", "reason" => "queue_full")
+                        .increment(1);
+                    if self.overflowed.first(to) {
+                        tracing::warn!(
+                            client = %to.client_id,
+                            topic = %p.topic,
+                            qos = p.qos.value(),
+                            "session queue full: deliveries to this session are dropped \
+                             (natter_messages_dropped_total; logged once per session)"
+                        );
+                    }
+                }
+                (true, acc)
+            }
             Parameter::SessionTerminated(s, _) => {
+                self.overflowed.forget(&s.id);
                 if let Some(Who::User(c)) = who(s) {
                     // Looked at a moment later: a session taken over ends while its successor
                     // is being set up, and the client id must stay counted for the successor.
