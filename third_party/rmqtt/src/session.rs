@@ -216,11 +216,9 @@ impl SessionState {
         if !flags.contains(StateFlags::DisconnectReceived) && self.disconnected_reason_has().await {
             if let Sink::V5(s) = &mut sink {
                 let reason = self.disconnected_reason().await.unwrap_or_default();
-                let d = v5::Disconnect {
-                    reason_code: reason.to_reason_code(),
-                    reason_string: Some(reason.to_string().into()),
-                    ..Default::default()
-                };
+                // The code only: the reason's text is rmqtt's internal error chain (hundreds of
+                // bytes, server details), not something to hand a client.
+                let d = v5::Disconnect { reason_code: reason.to_reason_code(), ..Default::default() };
                 let _ = s.send_disconnect(d).await;
             }
         }
