@@ -7,6 +7,7 @@
 mod admin;
 mod api_error;
 mod http;
+mod migrate;
 mod serve;
 
 use std::io::BufRead;
@@ -56,6 +57,18 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Manages the embedded store (with no server running).
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Converts a store written by natter before 0.2 (`{data_dir}/natter.redb`) into
+    /// `{data_dir}/store`; the old file is kept.
+    Migrate,
 }
 
 #[derive(Subcommand)]
@@ -157,6 +170,9 @@ fn main() -> std::process::ExitCode {
                 };
                 rt.block_on(admin::run(&config, cmd))
             }
+            Command::Store {
+                command: StoreCommand::Migrate,
+            } => migrate::run(&config),
         }
     })();
     match result {

@@ -10,15 +10,14 @@ use natter_types::UserId;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_store_passes_the_conformance_suite() {
     let dir = tempfile::tempdir().unwrap();
-    let store =
-        EmbeddedStore::open(&dir.path().join("natter.redb"), EmbeddedOptions::default()).unwrap();
+    let store = EmbeddedStore::open(&dir.path().join("store"), EmbeddedOptions::default()).unwrap();
     conformance::run_all(Arc::new(store)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn messages_survive_reopening_the_file() {
+async fn messages_survive_reopening_the_store() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("natter.redb");
+    let path = dir.path().join("store");
     let (a, b) = (UserId::new("alice").unwrap(), UserId::new("bob").unwrap());
     {
         let store = EmbeddedStore::open(&path, EmbeddedOptions::default()).unwrap();
