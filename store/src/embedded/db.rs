@@ -37,6 +37,30 @@ pub(super) struct Tables {
     pub(super) meta: Ks,
 }
 
+impl Tables {
+    /// Every keyspace.
+    pub(super) fn all(&self) -> [&Ks; 16] {
+        [
+            &self.users,
+            &self.messages,
+            &self.inbox,
+            &self.chat_log,
+            &self.read_ptrs,
+            &self.dedup,
+            &self.groups,
+            &self.memberships,
+            &self.receipts,
+            &self.push_tokens,
+            &self.push_owners,
+            &self.push_jobs,
+            &self.media,
+            &self.media_pending,
+            &self.media_gone,
+            &self.meta,
+        ]
+    }
+}
+
 /// `meta`'s key for the number of the last batch the writer committed (u64, big-endian).
 pub(super) const BATCH_KEY: &[u8] = b"batch";
 

@@ -292,4 +292,8 @@ impl crate::Store for EmbeddedStore {
     async fn media_expire(&self, id: &MediaId) -> Result<Option<MediaRecord>> {
         media::media_expire(self, id).await
     }
+
+    async fn checkpoint(&self) -> Result<()> {
+        self.submit(Op::Checkpoint).await.map(|_| ())
+    }
 }

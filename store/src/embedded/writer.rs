@@ -39,6 +39,8 @@ pub(super) enum Op {
     },
     /// [`crate::Store::remove_user`]: it empties an inbox, so the heads must know.
     RemoveUser(UserId),
+    /// [`crate::Store::checkpoint`]: done by the writer so that no batch runs meanwhile.
+    Checkpoint,
 }
 
 /// The answer to an [`Op`], of the same kind.
@@ -47,6 +49,7 @@ pub(super) enum Done {
     Marked(Vec<bool>),
     Read(ReadOutcome),
     Removed(bool),
+    Checkpointed,
 }
 
 /// An operation and where its answer goes.
@@ -161,6 +164,19 @@ pub(super) fn run(db: Arc<Handle>, mut rx: mpsc::Receiver<Job>, opts: EmbeddedOp
         }
         metrics::gauge!("natter_store_queue_depth").set(rx.len() as f64);
         metrics::histogram!("natter_store_batch_size").record(batch.len() as f64);
+        let (checkpoints, batch): (Vec<Job>, Vec<Job>) = batch
+            .into_iter()
+            .partition(|j| matches!(j.op, Op::Checkpoint));
+        if !checkpoints.is_empty() {
+            // Before the batch is fine: a checkpoint only saves time at the next open.
+            let done = db.get().and_then(|d| checkpoint(&d));
+            for job in checkpoints {
+                let _ = job.reply.send(done.clone().map(|()| Done::Checkpointed));
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
         let ops: Vec<&Op> = batch.iter().map(|j| &j.op).collect();
         let started = std::time::Instant::now();
         batch_no += 1;
@@ -201,6 +217,18 @@ pub(super) fn run(db: Arc<Handle>, mut rx: mpsc::Receiver<Job>, opts: EmbeddedOp
             }
         }
     }
+}
+
+/// Writes every keyspace's memory table into a sorted file and waits for it, so that the
+/// journal holds nothing a later open must replay.
+fn checkpoint(db: &Db) -> Result<()> {
+    db.db.persist(PersistMode::SyncAll).map_err(storage)?;
+    for ks in db.t.all() {
+        // fjall 3.1 keeps this public but out of its docs (its own tests use it); the crate's
+        // version is pinned to 3.1.x for it.
+        ks.inner().rotate_memtable_and_wait().map_err(storage)?;
+    }
+    Ok(())
 }
 
 /// The number of the last batch committed (0 for a new store).
@@ -276,6 +304,8 @@ fn apply(b: &mut Batch<'_, '_>, op: &Op) -> Result<Done> {
         Op::Append(msg) => Done::Appended(Box::new(messages::append(b, msg)?)),
         Op::Mark(marks) => Done::Marked(receipts::mark(b.tx, b.t, marks)?),
         Op::Read { user, chat, upto } => Done::Read(receipts::read_upto(b, user, chat, *upto)?),
+        // Taken out of every batch before it starts (see `run`).
+        Op::Checkpoint => Done::Checkpointed,
         Op::RemoveUser(user) => {
             let removed = users::remove_user_in(b.tx, b.t, user)?;
             b.heads.forget(user);
