@@ -7,6 +7,7 @@
 mod admin;
 mod api_error;
 mod http;
+mod migrate;
 mod serve;
 
 use std::io::BufRead;
@@ -21,7 +22,7 @@ use natter_config::Config;
 /// Idle connections cost 16.7 KiB each under glibc against 25.6 KiB under mimalloc (measured with
 /// `natter-bench idle`, 19,000 connections): each connection holds two 8 KiB codec buffers that
 /// are mostly never written, and glibc leaves their untouched pages out of RSS. glibc's weakness
-/// here was large short-lived buffers (argon2's 19 MiB per hash, redb's) kept in whichever
+/// here was large short-lived buffers (argon2's 19 MiB per hash, the store's) kept in whichever
 /// thread's arena freed them (377 MiB to 1.7 GiB RSS for 30 MiB of live heap): a fixed mmap
 /// threshold gives every allocation over 256 KiB a mapping of its own, returned when freed
 /// (glibc otherwise raises the threshold after the first such free).
@@ -56,6 +57,18 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Manages the embedded store (with no server running).
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Converts a store written by natter before 0.2 (`{data_dir}/natter.redb`) into
+    /// `{data_dir}/store`; the old file is kept.
+    Migrate,
 }
 
 #[derive(Subcommand)]
@@ -157,6 +170,9 @@ fn main() -> std::process::ExitCode {
                 };
                 rt.block_on(admin::run(&config, cmd))
             }
+            Command::Store {
+                command: StoreCommand::Migrate,
+            } => migrate::run(&config),
         }
     })();
     match result {

@@ -17,8 +17,12 @@ use tracing_subscriber::EnvFilter;
 
 fn init_logging(config: &Config) {
     // rmqtt logs every refused connection at info; natter logs those itself, once, at info.
-    // The scylla driver logs each connection it opens at info.
-    let default = format!("{},rmqtt=warn,rmqtt_net=warn,scylla=warn", config.log.level);
+    // The scylla driver logs each connection it opens at info; fjall and its LSM-tree log each
+    // keyspace they open and each flush at info.
+    let default = format!(
+        "{},rmqtt=warn,rmqtt_net=warn,scylla=warn,fjall=warn,lsm_tree=warn",
+        config.log.level
+    );
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
@@ -132,7 +136,18 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
         }
         StoreBackend::Embedded => {}
     }
-    let path = config.data_dir.join("natter.redb");
+    let path = embedded_dir(config);
+    let legacy = legacy_file(config);
+    if !path.exists() && legacy.exists() {
+        anyhow::bail!(
+            "{} holds a store written by an earlier natter (one redb file); this natter keeps \
+             its store in {}. Convert it first with `natter store migrate{}` (the old file is \
+             kept), then start again",
+            legacy.display(),
+            path.display(),
+            config_arg(),
+        );
+    }
     let opts = EmbeddedOptions {
         max_batch: config.store.max_batch,
         max_queue: config.store.max_queue,
@@ -146,6 +161,32 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
         )
     })?;
     Ok(Arc::new(store))
+}
+
+/// The embedded store's directory under `data_dir`.
+pub fn embedded_dir(config: &Config) -> std::path::PathBuf {
+    config.data_dir.join("store")
+}
+
+/// Where natter before the fjall store kept its store: one redb file under `data_dir`.
+pub fn legacy_file(config: &Config) -> std::path::PathBuf {
+    config.data_dir.join("natter.redb")
+}
+
+/// ` --config FILE` as this process was started with it, for a command it names.
+fn config_arg() -> String {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == "--config")
+        .and_then(|i| args.get(i + 1))
+        .map(|f| format!(" --config {f}"))
+        .or_else(|| {
+            args.iter().find_map(|a| {
+                a.strip_prefix("--config=")
+                    .map(|f| format!(" --config {f}"))
+            })
+        })
+        .unwrap_or_default()
 }
 
 /// `[store.cassandra]` as the Cassandra store's options (the config already checked them).
@@ -379,12 +420,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             anyhow::bail!("the HTTP server stopped")
         }
     }
-    shut_down(
-        &running,
-        &bridge,
-        Duration::from_secs(config.shutdown_timeout_secs),
-    )
-    .await;
+    let limit = Duration::from_secs(config.shutdown_timeout_secs);
+    let started = tokio::time::Instant::now();
+    shut_down(&running, &bridge, limit).await;
+    // What is left of the limit goes to making the next start quick.
+    let left = limit.saturating_sub(started.elapsed());
+    match tokio::time::timeout(left, store.checkpoint()).await {
+        Ok(Ok(())) => tracing::info!("store checkpointed: the next start replays nothing"),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "store not checkpointed; the next start replays its journal")
+        }
+        Err(_) => tracing::warn!("store checkpoint cut short by shutdown_timeout_secs"),
+    }
     Ok(())
 }
 

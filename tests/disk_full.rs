@@ -117,7 +117,11 @@ async fn a_full_disk_refuses_sends_clearly_and_recovers_when_space_returns() {
     assert_eq!(
         inbox.len(),
         acked,
-        "every acknowledged send is stored, the refused one is not"
+        "every acknowledged send is stored, the refused one is not: {:?}",
+        inbox
+            .iter()
+            .map(|m| (m["seq"].clone(), m["cid"].clone()))
+            .collect::<Vec<_>>()
     );
     for (i, m) in inbox.iter().enumerate() {
         assert_eq!(m["seq"].as_u64().unwrap(), i as u64 + 1);

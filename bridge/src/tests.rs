@@ -58,7 +58,7 @@ fn client(id: &str) -> Client {
 async fn chat() -> Chat {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(
-        EmbeddedStore::open(&dir.path().join("natter.redb"), EmbeddedOptions::default()).unwrap(),
+        EmbeddedStore::open(&dir.path().join("store"), EmbeddedOptions::default()).unwrap(),
     );
     for name in ["alice", "bob", "carol"] {
         let rec = UserRecord {

@@ -24,7 +24,7 @@ pub struct StoreConfig {
     /// Sends waiting for the writer (embedded) or in flight (cassandra) before new ones are
     /// refused (quota exceeded).
     pub max_queue: usize,
-    /// Page cache of the embedded store, in MiB.
+    /// Block cache of the embedded store, in MiB.
     pub cache_mb: usize,
     /// The Cassandra/ScyllaDB cluster, for `backend = "cassandra"`.
     pub cassandra: CassandraConfig,
@@ -46,7 +46,7 @@ impl Default for StoreConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StoreBackend {
-    /// `embedded`: one redb file under `data_dir`.
+    /// `embedded`: a fjall database in `{data_dir}/store`.
     #[default]
     Embedded,
     /// `cassandra`: a Cassandra or ScyllaDB cluster, set up in `[store.cassandra]`.

@@ -28,8 +28,7 @@ fn send_and_mark(c: &mut Criterion) {
         .expect("runtime");
     let dir = tempfile::tempdir().expect("temp dir");
     let store = Arc::new(
-        EmbeddedStore::open(&dir.path().join("natter.redb"), EmbeddedOptions::default())
-            .expect("store"),
+        EmbeddedStore::open(&dir.path().join("store"), EmbeddedOptions::default()).expect("store"),
     );
     let pairs: Vec<(UserId, UserId)> = (0..PAIRS)
         .map(|i| {
@@ -80,8 +79,8 @@ fn send_and_mark(c: &mut Criterion) {
 fn group_send(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = EmbeddedStore::open(&dir.path().join("natter.redb"), EmbeddedOptions::default())
-        .expect("store");
+    let store =
+        EmbeddedStore::open(&dir.path().join("store"), EmbeddedOptions::default()).expect("store");
     let members: Vec<UserId> = (0..1000)
         .map(|i| UserId::new(&format!("m{i}")).expect("user id"))
         .collect();

@@ -4,7 +4,7 @@
 //! This crate owns [`Store`], the one interface to that state, with what both backends share:
 //! the records ([`UserRecord`], [`StoredMessage`], …), [`StoreError`], the bounds in [`limits`]
 //! and, with the `conformance` feature, the suite every backend must pass (`conformance`).
-//! [`embedded::EmbeddedStore`] (a redb file, the default) is the first backend; the
+//! [`embedded::EmbeddedStore`] (a fjall database, the default) is the first backend; the
 //! `natter-cassandra` crate is the second. The store is the truth: what a call returned `Ok`
 //! for is kept as [`Store`]'s "Durability" section says for each backend. The store must never
 //! know about MQTT, topics or JSON payloads on the wire: it stores what the bridge decided, in
@@ -103,7 +103,7 @@ impl StoreError {
 /// writer answers every send of a failed batch with the same error).
 ///
 /// It derefs to the error itself, which is what [`StoreError`]'s `source()` returns: a caller
-/// can `downcast_ref` it to the backend's own error type (redb's, the driver's, `io::Error`).
+/// can `downcast_ref` it to the backend's own error type (fjall's, the driver's, `io::Error`).
 #[derive(Debug, Clone)]
 pub struct Cause(std::sync::Arc<dyn std::error::Error + Send + Sync + 'static>);
 
@@ -134,14 +134,16 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 ///
 /// # Durability
 ///
-/// **Embedded** ([`embedded::EmbeddedStore`]). Every call that writes is one redb write
-/// transaction committed with `Durability::Immediate` (redb's default; natter never lowers
-/// it): the commit has fsynced the file before the call returns `Ok`, so once it has returned,
+/// **Embedded** ([`embedded::EmbeddedStore`]). Every call that writes is one fjall write
+/// transaction committed with `PersistMode::SyncAll`: the commit has written and fsynced
+/// fjall's journal before the call returns `Ok`, so once it has returned,
 /// `kill -9` or a power cut loses nothing of it (on a disk that honours fsync). `append`,
 /// `mark` and `read_upto` are committed by one writer thread in batches of up to `max_batch`
 /// calls, one transaction per batch, and none returns before its batch's commit: a crash loses
 /// only calls that had not returned yet, each entirely (never a message without its inbox
-/// entries). A batch that fails keeps none of its calls, and every call in it gets the error.
+/// entries). A batch that fails keeps none of its calls, and every call in it gets the error
+/// (a commit whose write or fsync failed is settled by re-opening the journal: found whole, the
+/// batch is synced and its calls succeed; otherwise none of it is there).
 /// A caller that stops waiting may still find its write committed. Reads see committed data
 /// only, each call one consistent snapshot.
 ///
@@ -271,6 +273,13 @@ pub trait Store: Send + Sync + 'static {
     /// `media` (one transaction in the embedded store; in Cassandra the state change first,
     /// then each message). Returns the record as it was, if known.
     async fn media_expire(&self, id: &MediaId) -> Result<Option<MediaRecord>>;
+
+    /// Called once at a clean shutdown, after the last write: leaves the store so that the
+    /// next start is quick. The embedded store writes what its memory tables hold into its
+    /// sorted files, so that opening it replays no journal; Cassandra has nothing to do.
+    async fn checkpoint(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]

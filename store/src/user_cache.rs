@@ -1,9 +1,9 @@
 //! A bounded cache of user records, for a store that is the only writer of its users.
 //!
 //! Every send checks that its one-to-one peer exists and every CONNECT reads the user; from
-//! redb each is a read transaction on a blocking thread, and those thread hand-offs were a
-//! third of the tokio side's time under load. The embedded store owns its file (redb locks
-//! it), so it sees every change and can cache exactly; a shared backend (Cassandra) must not
+//! the embedded store each is a read on a blocking thread, and those thread hand-offs were a
+//! third of the tokio side's time under load. The embedded store owns its directory (fjall
+//! locks it), so it sees every change and can cache exactly; a shared backend (Cassandra) must not
 //! use this, since other nodes change users behind its back.
 
 use std::collections::HashMap;

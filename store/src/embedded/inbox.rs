@@ -1,82 +1,85 @@
-//! Inboxes: each reader's gap-free run of seqs, and their view of each chat (last message,
-//! unread count, read pointer).
+//! Inboxes: each reader's gap-free run of seqs, and their log of each chat (which gives the
+//! chat list, last messages and unread counts without a summary row rewritten per message).
 
+use fjall::Readable;
 use natter_types::{ChatKey, MsgId, Seq, UserId};
-use redb::ReadableTable;
 
-use super::db::storage;
-use super::tables::{
-    from_json, load_message, to_json, user_prefix, BatchTables, ChatState, InboxEntry, CHATS,
-    INBOX, MESSAGES,
-};
+use super::db::{storage, Tables};
+use super::tables::{load_message, name_at, rows, rows_in, u64_at_end, user_chat};
+use super::tables::{InboxEntry, Key, LogEntry, ReadPtr};
+use super::writer::Batch;
 use super::EmbeddedStore;
 use crate::{ChatSummary, InboxItem, NewMessage, Result};
 
 /// Gives every reader of `msg` (stored as `id`) the next seq of their inbox, pointing at it,
-/// and moves their view of the chat; returns each reader's seq. Runs in the writer's batch,
-/// the only writer of heads: this is what keeps seqs gap-free.
+/// and the next entry of their log of the chat; returns each reader's seq. Runs in the writer's
+/// batch, the only writer of inboxes: this is what keeps seqs gap-free. Three small rows per
+/// reader, none read back: the inbox entry, the chat log entry, and for the sender their read
+/// pointer (writing in a chat reads it).
 pub(super) fn deliver(
-    t: &mut BatchTables<'_>,
+    b: &mut Batch<'_, '_>,
     msg: &NewMessage,
     id: MsgId,
 ) -> Result<Vec<(UserId, Seq)>> {
-    let entry = to_json(&InboxEntry {
-        chat: msg.chat.clone(),
-        id,
-    })?;
     let mut seqs = Vec::with_capacity(msg.readers.len());
     for reader in &msg.readers {
-        let seq = t
+        let own = *reader == msg.from;
+        let seq = b.heads.inbox(b.tx, b.t, reader)? + 1;
+        let before = b
             .heads
-            .get(reader.as_str())
-            .map_err(storage)?
-            .map(|g| g.value())
-            .unwrap_or(0)
-            + 1;
-        t.heads.insert(reader.as_str(), seq).map_err(storage)?;
-        t.inbox
-            .insert((reader.as_str(), seq), entry.as_slice())
-            .map_err(storage)?;
-        move_view(t, reader, msg, id, seq)?;
+            .chat(b.tx, b.t, reader, &msg.chat)?
+            .map_or(0, |(_, e)| e.from_others);
+        let entry = LogEntry {
+            id,
+            own,
+            from_others: before + u64::from(!own),
+        };
+        let inbox = InboxEntry {
+            id,
+            own,
+            chat: msg.chat.clone(),
+        };
+        let uc = user_chat(reader, &msg.chat);
+        b.tx.insert(
+            &b.t.inbox,
+            Key::name(reader.as_str()).u64(seq).done(),
+            inbox.encode(),
+        );
+        b.tx.insert(&b.t.chat_log, log_key(&uc, seq), entry.encode());
+        if own {
+            let ptr = ReadPtr {
+                seq,
+                from_others: entry.from_others,
+            };
+            b.tx.insert(&b.t.read_ptrs, uc, ptr.encode());
+        }
+        b.heads.moved(reader, &msg.chat, seq, entry);
         seqs.push((reader.clone(), seq));
     }
     Ok(seqs)
 }
 
-/// Makes message `id` (at `seq` in `reader`'s inbox) the last of `reader`'s view of its chat.
-fn move_view(
-    t: &mut BatchTables<'_>,
-    reader: &UserId,
-    msg: &NewMessage,
-    id: MsgId,
-    seq: Seq,
-) -> Result<()> {
-    let key = (reader.as_str(), msg.chat.as_str());
-    let (unread_before, read_before) = match t.chats.get(key).map_err(storage)? {
-        Some(g) => {
-            let st = ChatState::decode(g.value())?;
-            (st.unread, st.read_seq)
-        }
-        None => (0, 0),
-    };
-    // Writing in a chat reads it: the sender's own message clears their unread.
-    let (unread, read_seq) = if *reader == msg.from {
-        (0, seq)
-    } else {
-        (unread_before + 1, read_before)
-    };
-    let state = ChatState {
-        last_id: id,
-        last_seq: seq,
-        unread,
-        read_seq,
-    }
-    .encode();
-    t.chats.insert(key, state.as_slice()).map_err(storage)?;
-    Ok(())
+/// The `chat_log` key of seq `seq` under a `(user, chat)` prefix.
+pub(super) fn log_key(user_chat: &[u8], seq: Seq) -> Vec<u8> {
+    let mut k = Vec::with_capacity(user_chat.len() + 8);
+    k.extend_from_slice(user_chat);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
 }
 
-/// [`crate::Store::sync`].
+/// `user`'s read pointer in `chat` (zero where they never read it).
+pub(super) fn read_ptr(
+    r: &impl Readable,
+    t: &Tables,
+    user: &UserId,
+    chat: &ChatKey,
+) -> Result<ReadPtr> {
+    r.get(&t.read_ptrs, user_chat(user, chat))
+        .map_err(storage)?
+        .map_or(Ok(ReadPtr::default()), |v| ReadPtr::decode(&v))
+}
+
+/// [`crate::Store::sync`]: one range scan of the inbox, and each message by its key.
 pub(super) async fn sync(
     store: &EmbeddedStore,
     user: &UserId,
@@ -85,25 +88,21 @@ pub(super) async fn sync(
 ) -> Result<(Vec<InboxItem>, bool)> {
     let user = user.clone();
     store
-        .read(move |txn| {
-            let inbox = txn.open_table(INBOX).map_err(storage)?;
-            let messages = txn.open_table(MESSAGES).map_err(storage)?;
+        .read(move |snap, t| {
             let mut out = Vec::new();
             let mut more = false;
-            let start = after.saturating_add(1);
-            for row in inbox
-                .range((user.as_str(), start)..=(user.as_str(), u64::MAX))
-                .map_err(storage)?
-            {
-                let (k, v) = row.map_err(storage)?;
+            let from = Key::name(user.as_str()).u64(after.saturating_add(1)).done();
+            let to = Key::name(user.as_str()).u64(u64::MAX).done();
+            for row in rows_in(snap, &t.inbox, &from, &to) {
+                let (k, v) = row?;
                 if out.len() == limit {
                     more = true;
                     break;
                 }
-                let entry: InboxEntry = from_json(v.value())?;
-                let message = load_message(&messages, &entry.chat, entry.id)?;
+                let entry = InboxEntry::decode(&v)?;
+                let message = load_message(snap, &t.messages, &entry.chat, entry.id)?;
                 out.push(InboxItem {
-                    seq: k.value().1,
+                    seq: u64_at_end(&k)?,
                     message,
                 });
             }
@@ -112,25 +111,42 @@ pub(super) async fn sync(
         .await
 }
 
-/// [`crate::Store::chats`].
+/// [`crate::Store::chats`]: walks `user`'s chat logs a chat at a time, reading each one's last
+/// entry; the unread count is that entry's count from others less the read pointer's.
 pub(super) async fn chats(store: &EmbeddedStore, user: &UserId) -> Result<Vec<ChatSummary>> {
     let user = user.clone();
     store
-        .read(move |txn| {
-            let chats = txn.open_table(CHATS).map_err(storage)?;
-            let messages = txn.open_table(MESSAGES).map_err(storage)?;
+        .read(move |snap, t| {
+            let prefix = Key::name(user.as_str()).done();
             let mut out = Vec::new();
-            for row in chats.range(user_prefix(&user)).map_err(storage)? {
-                let (k, v) = row.map_err(storage)?;
-                let chat = ChatKey::from_stored(k.value().1.to_owned());
-                let state = ChatState::decode(v.value())?;
-                let last = load_message(&messages, &chat, state.last_id)?;
+            let mut from = prefix.clone();
+            loop {
+                // The first key at or after `from` names the next chat.
+                let Some(first) = rows_in(snap, &t.chat_log, &from, &prefix_end(&prefix)).next()
+                else {
+                    break;
+                };
+                let (k, _) = first?;
+                let (chat, _) = name_at(&k, prefix.len())?;
+                let chat = ChatKey::from_stored(chat.to_owned());
+                let uc = user_chat(&user, &chat);
+                let Some(last) = rows(snap, &t.chat_log, &uc).next_back() else {
+                    break;
+                };
+                let (k, v) = last?;
+                let entry = LogEntry::decode(&v)?;
+                let ptr = read_ptr(snap, t, &user, &chat)?;
                 out.push(ChatSummary {
+                    last: load_message(snap, &t.messages, &chat, entry.id)?,
+                    last_seq: u64_at_end(&k)?,
+                    unread: entry.from_others.saturating_sub(ptr.from_others),
                     chat,
-                    last,
-                    last_seq: state.last_seq,
-                    unread: state.unread,
                 });
+                // Past every key of this chat: its prefix ends with a NUL, so 0x01 follows all.
+                from = uc;
+                if let Some(end) = from.last_mut() {
+                    *end = 1;
+                }
             }
             out.sort_by_key(|c| std::cmp::Reverse(c.last.id));
             Ok(out)
@@ -138,15 +154,22 @@ pub(super) async fn chats(store: &EmbeddedStore, user: &UserId) -> Result<Vec<Ch
         .await
 }
 
+/// The first key past every key that starts with `prefix` (a name prefix, ending in NUL).
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    if let Some(last) = end.last_mut() {
+        *last = 1;
+    }
+    end
+}
+
 /// [`crate::Store::in_chat`].
 pub(super) async fn in_chat(store: &EmbeddedStore, user: &UserId, chat: &ChatKey) -> Result<bool> {
     let (user, chat) = (user.clone(), chat.clone());
     store
-        .read(move |txn| {
-            let chats = txn.open_table(CHATS).map_err(storage)?;
-            Ok(chats
-                .get((user.as_str(), chat.as_str()))
-                .map_err(storage)?
+        .read(move |snap, t| {
+            Ok(rows(snap, &t.chat_log, &user_chat(&user, &chat))
+                .next()
                 .is_some())
         })
         .await

@@ -1,30 +1,26 @@
 //! Media: uploads from announced to ready to expired, and the messages that carry each.
 
 use natter_types::{ChatKey, MediaId, MsgId};
-use redb::{ReadableTable, WriteTransaction};
 
-use super::db::storage;
-use super::tables::{
-    from_json_opt, load_message, to_json, MEDIA, MEDIA_GONE, MEDIA_PENDING, MESSAGES,
-};
-use super::EmbeddedStore;
+use super::db::Tables;
+use super::tables::{get_json, load_message, message_key, rows_in, to_json};
+use super::{EmbeddedStore, Tx};
 use crate::{MediaRecord, MediaState, Result, StoreError};
 
 /// Notes that message `id` of `chat` carries `media`. An upload expired meanwhile is left as
 /// it is: the message still names it, and asking for it says it expired. Runs in the
 /// transaction of the message.
 pub(super) fn link_media(
-    txn: &WriteTransaction,
+    tx: &mut Tx<'_>,
+    t: &Tables,
     media: &MediaId,
     chat: &ChatKey,
     id: MsgId,
 ) -> Result<()> {
-    let mut t = txn.open_table(MEDIA).map_err(storage)?;
-    let found: Option<MediaRecord> = from_json_opt(t.get(media.as_str()).map_err(storage)?)?;
-    if let Some(mut rec) = found {
+    let key = media.as_str().as_bytes();
+    if let Some(mut rec) = get_json::<MediaRecord>(&*tx, &t.media, key)? {
         rec.sent_in.push((chat.clone(), id));
-        t.insert(media.as_str(), to_json(&rec)?.as_slice())
-            .map_err(storage)?;
+        tx.insert(&t.media, key, to_json(&rec)?);
     }
     Ok(())
 }
@@ -32,13 +28,10 @@ pub(super) fn link_media(
 /// [`crate::Store::media_create`].
 pub(super) async fn media_create(store: &EmbeddedStore, media: MediaRecord) -> Result<()> {
     store
-        .write(None, move |txn| {
-            let mut t = txn.open_table(MEDIA).map_err(storage)?;
-            t.insert(media.id.as_str(), to_json(&media)?.as_slice())
-                .map_err(storage)?;
+        .write(None, move |tx, t| {
+            tx.insert(&t.media, media.id.as_str(), to_json(&media)?);
             if media.state == MediaState::Pending {
-                let mut p = txn.open_table(MEDIA_PENDING).map_err(storage)?;
-                p.insert(media.id.as_str(), ()).map_err(storage)?;
+                tx.insert(&t.media_pending, media.id.as_str(), b"");
             }
             Ok(())
         })
@@ -49,13 +42,12 @@ pub(super) async fn media_create(store: &EmbeddedStore, media: MediaRecord) -> R
 pub(super) async fn media(store: &EmbeddedStore, id: &MediaId) -> Result<Option<MediaRecord>> {
     let id = id.clone();
     store
-        .read(move |txn| {
-            let t = txn.open_table(MEDIA).map_err(storage)?;
-            if let Some(rec) = from_json_opt(t.get(id.as_str()).map_err(storage)?)? {
+        .read(move |snap, t| {
+            let key = id.as_str().as_bytes();
+            if let Some(rec) = get_json(snap, &t.media, key)? {
                 return Ok(Some(rec));
             }
-            let gone = txn.open_table(MEDIA_GONE).map_err(storage)?;
-            from_json_opt(gone.get(id.as_str()).map_err(storage)?)
+            get_json(snap, &t.media_gone, key)
         })
         .await
 }
@@ -64,23 +56,22 @@ pub(super) async fn media(store: &EmbeddedStore, id: &MediaId) -> Result<Option<
 pub(super) async fn media_ready(store: &EmbeddedStore, id: &MediaId) -> Result<bool> {
     let id = id.clone();
     store
-        .write(None, move |txn| {
-            let mut t = txn.open_table(MEDIA).map_err(storage)?;
-            let found: Option<MediaRecord> = from_json_opt(t.get(id.as_str()).map_err(storage)?)?;
+        .write(None, move |tx, t| {
+            let key = id.as_str().as_bytes();
+            let found: Option<MediaRecord> = get_json(&*tx, &t.media, key)?;
             let Some(mut rec) = found.filter(|r| r.state == MediaState::Pending) else {
                 return Ok(false);
             };
             rec.state = MediaState::Ready;
-            t.insert(id.as_str(), to_json(&rec)?.as_slice())
-                .map_err(storage)?;
-            let mut p = txn.open_table(MEDIA_PENDING).map_err(storage)?;
-            p.remove(id.as_str()).map_err(storage)?;
+            tx.insert(&t.media, key, to_json(&rec)?);
+            tx.remove(&t.media_pending, key);
             Ok(true)
         })
         .await
 }
 
-/// [`crate::Store::media_older`].
+/// [`crate::Store::media_older`]: ids sort by time, so the sweep reads the oldest first and
+/// stops at its cut-off.
 pub(super) async fn media_older(
     store: &EmbeddedStore,
     state: MediaState,
@@ -89,37 +80,24 @@ pub(super) async fn media_older(
 ) -> Result<Vec<MediaRecord>> {
     let floor = MediaId::floor_at(before_ms);
     store
-        .read(move |txn| {
-            let t = txn.open_table(MEDIA).map_err(storage)?;
-            let mut out = Vec::new();
-            let mut take = |id: &str| -> Result<bool> {
-                if let Some(rec) = from_json_opt::<MediaRecord>(t.get(id).map_err(storage)?)? {
-                    if rec.state == state {
-                        out.push(rec);
-                    }
-                }
-                Ok(out.len() < limit)
-            };
-            match state {
-                MediaState::Pending => {
-                    let p = txn.open_table(MEDIA_PENDING).map_err(storage)?;
-                    for row in p.range(..floor.as_str()).map_err(storage)? {
-                        let (k, _) = row.map_err(storage)?;
-                        if !take(k.value())? {
-                            break;
-                        }
-                    }
-                }
-                MediaState::Ready => {
-                    for row in t.range(..floor.as_str()).map_err(storage)? {
-                        let (k, _) = row.map_err(storage)?;
-                        if !take(k.value())? {
-                            break;
-                        }
-                    }
-                }
+        .read(move |snap, t| {
+            let index = match state {
+                // The pending index skips every upload that completed.
+                MediaState::Pending => &t.media_pending,
+                MediaState::Ready => &t.media,
                 // Expired uploads are never swept again.
-                MediaState::Expired => {}
+                MediaState::Expired => return Ok(Vec::new()),
+            };
+            let mut out = Vec::new();
+            for row in rows_in(snap, index, b"", floor.as_str().as_bytes()) {
+                let (k, _) = row?;
+                let rec: Option<MediaRecord> = get_json(snap, &t.media, &k)?;
+                if let Some(rec) = rec.filter(|r| r.state == state) {
+                    out.push(rec);
+                }
+                if out.len() >= limit {
+                    break;
+                }
             }
             Ok(out)
         })
@@ -133,23 +111,20 @@ pub(super) async fn media_expire(
 ) -> Result<Option<MediaRecord>> {
     let id = id.clone();
     store
-        .write(None, move |txn| {
-            let mut t = txn.open_table(MEDIA).map_err(storage)?;
-            let Some(rec) = from_json_opt::<MediaRecord>(t.remove(id.as_str()).map_err(storage)?)?
-            else {
+        .write(None, move |tx, t| {
+            let key = id.as_str().as_bytes();
+            let Some(rec) = get_json::<MediaRecord>(&*tx, &t.media, key)? else {
                 return Ok(None);
             };
-            let mut p = txn.open_table(MEDIA_PENDING).map_err(storage)?;
-            p.remove(id.as_str()).map_err(storage)?;
+            tx.remove(&t.media, key);
+            tx.remove(&t.media_pending, key);
             if rec.state == MediaState::Ready {
-                mark_messages_expired(txn, &rec)?;
+                mark_messages_expired(tx, t, &rec)?;
                 let gone = MediaRecord {
                     state: MediaState::Expired,
                     ..rec.clone()
                 };
-                let mut g = txn.open_table(MEDIA_GONE).map_err(storage)?;
-                g.insert(id.as_str(), to_json(&gone)?.as_slice())
-                    .map_err(storage)?;
+                tx.insert(&t.media_gone, key, to_json(&gone)?);
             }
             Ok(Some(rec))
         })
@@ -157,19 +132,16 @@ pub(super) async fn media_expire(
 }
 
 /// Marks `"expired": true` in the `media` of every message that carries `rec`.
-fn mark_messages_expired(txn: &WriteTransaction, rec: &MediaRecord) -> Result<()> {
-    let mut messages = txn.open_table(MESSAGES).map_err(storage)?;
+fn mark_messages_expired(tx: &mut Tx<'_>, t: &Tables, rec: &MediaRecord) -> Result<()> {
     for (chat, msg) in &rec.sent_in {
-        let mut m = match load_message(&messages, chat, *msg) {
+        let mut m = match load_message(&*tx, &t.messages, chat, *msg) {
             Ok(m) => m,
             // A message gone (a removed chat) has nothing left to mark.
             Err(StoreError::Corrupt { .. }) => continue,
             Err(e) => return Err(e),
         };
         m.mark_media_expired();
-        messages
-            .insert((chat.as_str(), msg.0), to_json(&m)?.as_slice())
-            .map_err(storage)?;
+        tx.insert(&t.messages, message_key(chat, *msg), to_json(&m)?);
     }
     Ok(())
 }

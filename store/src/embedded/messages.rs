@@ -3,46 +3,46 @@
 
 use natter_types::clock::now_ms;
 use natter_types::{ChatKey, MsgId};
-use redb::{ReadableTable, WriteTransaction};
 
-use super::db::storage;
-use super::tables::{from_json, load_message, to_json, BatchTables, DedupEntry, DEDUP, MESSAGES};
+use super::tables::{from_json, get_json, load_message, message_key, rows, rows_in, to_json};
+use super::tables::{DedupEntry, Key};
+use super::writer::Batch;
 use super::{groups, inbox, media, EmbeddedStore};
 use crate::{Appended, NewMessage, Result, StoredMessage};
 
-/// Stores `msg` inside the writer's transaction: the message, one inbox entry and chat state
-/// per reader, the dedup pair, and the group or upload it changes. `next_id` is the newest id
-/// given out in this batch.
-pub(super) fn append(
-    txn: &WriteTransaction,
-    t: &mut BatchTables<'_>,
-    msg: &NewMessage,
-    next_id: &mut u128,
-    dedup_ms: u64,
-) -> Result<Appended> {
+/// Stores `msg` inside the writer's transaction: the message once, one inbox and chat log
+/// entry per reader, the dedup pair, and the group or upload it changes. Every row is written
+/// blind (no read of the row it replaces) except the dedup lookup.
+pub(super) fn append(b: &mut Batch<'_, '_>, msg: &NewMessage) -> Result<Appended> {
     let now = now_ms();
-    if let Some(first) = earlier_send(t, msg, now, dedup_ms)? {
+    if let Some(first) = earlier_send(b, msg, now)? {
         return Ok(Appended {
             message: first,
             seqs: Vec::new(),
             duplicate: true,
         });
     }
-    let id = new_id(next_id);
+    let id = new_id(b.next_id);
     let message = msg.stored(id, now);
-    let bytes = to_json(&message)?;
-    t.messages
-        .insert((msg.chat.as_str(), id.0), bytes.as_slice())
-        .map_err(storage)?;
-    let seqs = inbox::deliver(t, msg, id)?;
+    b.tx.insert(
+        &b.t.messages,
+        message_key(&msg.chat, id),
+        to_json(&message)?,
+    );
+    let seqs = inbox::deliver(b, msg, id)?;
     if let Some(cid) = &msg.cid {
-        remember_cid(t, msg, cid, id, now)?;
+        let d = to_json(&DedupEntry {
+            chat: msg.chat.clone(),
+            id,
+            ts: now,
+        })?;
+        b.tx.insert(&b.t.dedup, dedup_key(msg, cid), d);
     }
     if let Some(g) = &msg.group_update {
-        groups::put_group(txn, g)?;
+        groups::put_group(b.tx, b.t, g)?;
     }
     if let Some(upload) = &msg.media {
-        media::link_media(txn, upload, &msg.chat, id)?;
+        media::link_media(b.tx, b.t, upload, &msg.chat, id)?;
     }
     Ok(Appended {
         message,
@@ -51,26 +51,21 @@ pub(super) fn append(
     })
 }
 
+/// A `(sender, cid)` pair's key in `dedup`.
+fn dedup_key(msg: &NewMessage, cid: &str) -> Vec<u8> {
+    Key::name(msg.from.as_str()).last(cid)
+}
+
 /// The message this `(sender, cid)` made within the last `dedup_ms`, if any.
-fn earlier_send(
-    t: &BatchTables<'_>,
-    msg: &NewMessage,
-    now: u64,
-    dedup_ms: u64,
-) -> Result<Option<StoredMessage>> {
+fn earlier_send(b: &Batch<'_, '_>, msg: &NewMessage, now: u64) -> Result<Option<StoredMessage>> {
     let Some(cid) = &msg.cid else {
         return Ok(None);
     };
-    let seen = t
-        .dedup
-        .get((msg.from.as_str(), cid.as_str()))
-        .map_err(storage)?;
-    let Some(seen) = seen else {
+    let Some(entry) = get_json::<DedupEntry>(b.tx, &b.t.dedup, &dedup_key(msg, cid))? else {
         return Ok(None);
     };
-    let entry: DedupEntry = from_json(seen.value())?;
-    if entry.ts + dedup_ms > now {
-        return load_message(&t.messages, &entry.chat, entry.id).map(Some);
+    if entry.ts + b.dedup_ms > now {
+        return load_message(b.tx, &b.t.messages, &entry.chat, entry.id).map(Some);
     }
     Ok(None)
 }
@@ -83,26 +78,7 @@ fn new_id(next_id: &mut u128) -> MsgId {
     MsgId(*next_id)
 }
 
-/// Notes that `(msg.from, cid)` made message `id` at `now`.
-fn remember_cid(
-    t: &mut BatchTables<'_>,
-    msg: &NewMessage,
-    cid: &str,
-    id: MsgId,
-    now: u64,
-) -> Result<()> {
-    let d = to_json(&DedupEntry {
-        chat: msg.chat.clone(),
-        id,
-        ts: now,
-    })?;
-    t.dedup
-        .insert((msg.from.as_str(), cid), d.as_slice())
-        .map_err(storage)?;
-    Ok(())
-}
-
-/// [`crate::Store::history`].
+/// [`crate::Store::history`]: a range scan of the chat's messages, newest first.
 pub(super) async fn history(
     store: &EmbeddedStore,
     chat: &ChatKey,
@@ -111,21 +87,19 @@ pub(super) async fn history(
 ) -> Result<(Vec<StoredMessage>, bool)> {
     let chat = chat.clone();
     store
-        .read(move |txn| {
-            let messages = txn.open_table(MESSAGES).map_err(storage)?;
-            let end = before.map(|b| b.0).unwrap_or(u128::MAX);
+        .read(move |snap, t| {
+            let end = before.unwrap_or(MsgId(u128::MAX));
+            let from = Key::name(chat.as_str()).done();
+            let to = message_key(&chat, end);
             let mut out = Vec::new();
             let mut more = false;
-            let range = messages
-                .range((chat.as_str(), 0u128)..(chat.as_str(), end))
-                .map_err(storage)?;
-            for row in range.rev() {
-                let (_, v) = row.map_err(storage)?;
+            for row in rows_in(snap, &t.messages, &from, &to).rev() {
+                let (_, v) = row?;
                 if out.len() == limit {
                     more = true;
                     break;
                 }
-                out.push(from_json(v.value())?);
+                out.push(from_json(&v)?);
             }
             Ok((out, more))
         })
@@ -140,32 +114,27 @@ pub(super) async fn message(
 ) -> Result<Option<StoredMessage>> {
     let chat = chat.clone();
     store
-        .read(move |txn| {
-            let messages = txn.open_table(MESSAGES).map_err(storage)?;
-            let m = messages.get((chat.as_str(), id.0)).map_err(storage)?;
-            m.map(|m| from_json(m.value())).transpose()
-        })
+        .read(move |snap, t| get_json(snap, &t.messages, &message_key(&chat, id)))
         .await
 }
 
 /// [`crate::Store::purge_dedup`].
 pub(super) async fn purge_dedup(store: &EmbeddedStore, older_than_ms: u64) -> Result<usize> {
     store
-        .write(None, move |txn| {
-            let mut dedup = txn.open_table(DEDUP).map_err(storage)?;
+        .write(None, move |tx, t| {
             let mut old = Vec::new();
-            for row in dedup.iter().map_err(storage)? {
-                let (k, v) = row.map_err(storage)?;
-                let entry: DedupEntry = from_json(v.value())?;
+            for row in rows(&*tx, &t.dedup, b"") {
+                let (k, v) = row?;
+                let entry: DedupEntry = from_json(&v)?;
                 if entry.ts < older_than_ms {
-                    let (s, c) = k.value();
-                    old.push((s.to_owned(), c.to_owned()));
+                    old.push(k);
                 }
             }
-            for (s, c) in &old {
-                dedup.remove((s.as_str(), c.as_str())).map_err(storage)?;
+            let n = old.len();
+            for k in old {
+                tx.remove(&t.dedup, k);
             }
-            Ok(old.len())
+            Ok(n)
         })
         .await
 }

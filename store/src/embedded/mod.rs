@@ -1,13 +1,15 @@
-//! The embedded backend: one redb file, crash-safe at every commit.
+//! The embedded backend: one fjall database (a log-structured engine) in a directory, durable at
+//! every commit.
 //!
 //! This module owns the store's life: opening the file, the writer thread that commits sends,
 //! receipts and read pointers in batches (`writer`), and the blocking threads that run reads
 //! and small writes. Each section of [`crate::Store`] is a module of its own (users, messages,
 //! inbox, receipts, groups, push, media) over the tables in `tables`. Nothing here may block
-//! the async runtime: every redb call runs on the writer thread or on a blocking thread.
+//! the async runtime: every fjall call runs on the writer thread or on a blocking thread.
 
 mod db;
 mod groups;
+mod import;
 mod inbox;
 mod media;
 mod messages;
@@ -31,7 +33,12 @@ use crate::{
     PushPlatform, PushToken, ReadOutcome, ReceiptMark, ReceiptStatus, Result, StoreError,
     StoredMessage, UserRecord,
 };
-use db::{storage, Handle};
+use db::{storage, Handle, Tables};
+use fjall::PersistMode;
+pub use import::{import_redb, Imported};
+
+/// A write transaction: the writer's batch, or one small write.
+type Tx<'a> = fjall::SingleWriterWriteTx<'a>;
 use writer::{Done, Job, Op};
 
 /// How the embedded store is tuned.
@@ -43,8 +50,7 @@ pub struct EmbeddedOptions {
     pub max_queue: usize,
     /// How long a `(sender, cid)` pair deduplicates, in ms.
     pub dedup_ms: u64,
-    /// redb's page cache, in bytes (its own default, 1 GiB, is too much for a chat server that
-    /// also holds every connection).
+    /// fjall's block cache, in bytes.
     pub cache_bytes: usize,
 }
 
@@ -59,7 +65,7 @@ impl Default for EmbeddedOptions {
     }
 }
 
-/// The redb-backed [`crate::Store`].
+/// The fjall-backed [`crate::Store`].
 pub struct EmbeddedStore {
     db: Arc<Handle>,
     writer: mpsc::Sender<Job>,
@@ -67,13 +73,12 @@ pub struct EmbeddedStore {
 }
 
 impl EmbeddedStore {
-    /// Opens (or creates) the store file at `path` and starts its writer thread. The thread
-    /// ends, and the file is closed, once the store is dropped and its queue is drained.
+    /// Opens (or creates) the store in the directory `path` and starts its writer thread. The
+    /// thread ends, and the database is closed, once the store is dropped and its queue is
+    /// drained. Opening reads no more than fjall's journal (at most 64 MiB), whatever the
+    /// store holds.
     pub fn open(path: &Path, opts: EmbeddedOptions) -> Result<EmbeddedStore> {
         let db = Arc::new(Handle::open(path, opts.cache_bytes)?);
-        let txn = db.get()?.begin_write().map_err(storage)?;
-        tables::create_all(&txn)?;
-        txn.commit().map_err(storage)?;
         let (tx, rx) = mpsc::channel(opts.max_queue.max(1));
         let writer_db = db.clone();
         std::thread::Builder::new()
@@ -89,14 +94,7 @@ impl EmbeddedStore {
 
     /// Hands an operation to the writer thread and waits for its commit.
     async fn submit(&self, op: Op) -> Result<Done> {
-        let (reply, rx) = oneshot::channel();
-        self.writer
-            .try_send(Job { op, reply })
-            .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => StoreError::Busy,
-                mpsc::error::TrySendError::Closed(_) => StoreError::Closed,
-            })?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        submit(&self.writer, op).await
     }
 
     /// Runs a read-only closure on a blocking thread, so that long reads never stall the
@@ -104,33 +102,33 @@ impl EmbeddedStore {
     async fn read<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&redb::ReadTransaction) -> Result<T> + Send + 'static,
+        F: FnOnce(&fjall::Snapshot, &Tables) -> Result<T> + Send + 'static,
     {
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || {
-            let txn = db.get()?.begin_read().map_err(storage)?;
-            f(&txn)
+            let db = db.get()?;
+            f(&db.db.read_tx(), &db.t)
         })
         .await
         .map_err(storage)?
     }
 
-    /// Runs a small write (user admin, push, media) on a blocking thread. redb serialises it
-    /// with the message writer. With `changes` set, the user cache forgets that user once the
+    /// Runs a small write (user admin, push, media) on a blocking thread, committed durably.
+    /// fjall serialises it with the message writer's transactions. With `changes` set, the user cache forgets that user once the
     /// write has ended, on the blocking thread: a caller that stops waiting cannot leave it
     /// stale.
     async fn write<T, F>(&self, changes: Option<&UserId>, f: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&redb::WriteTransaction) -> Result<T> + Send + 'static,
+        F: FnOnce(&mut Tx<'_>, &Tables) -> Result<T> + Send + 'static,
     {
         let db = self.db.clone();
         let forget = changes.map(|u| (self.users.clone(), u.clone()));
         tokio::task::spawn_blocking(move || {
             let out = db.get().and_then(|db| {
-                let txn = db.begin_write().map_err(storage)?;
-                let out = f(&txn)?;
-                txn.commit().map_err(storage)?;
+                let mut tx = db.db.write_tx().durability(Some(PersistMode::SyncAll));
+                let out = f(&mut tx, &db.t)?;
+                tx.commit().map_err(storage)?;
                 Ok(out)
             });
             if let Some((cache, user)) = forget {
@@ -143,7 +141,18 @@ impl EmbeddedStore {
     }
 }
 
-/// Each call is its section module's function; the writer's three (append, mark, read_upto)
+/// Hands an operation to the writer thread behind `writer` and waits for its commit.
+async fn submit(writer: &mpsc::Sender<Job>, op: Op) -> Result<Done> {
+    let (reply, rx) = oneshot::channel();
+    writer.try_send(Job { op, reply }).map_err(|e| match e {
+        mpsc::error::TrySendError::Full(_) => StoreError::Busy,
+        mpsc::error::TrySendError::Closed(_) => StoreError::Closed,
+    })?;
+    rx.await.map_err(|_| StoreError::Closed)?
+}
+
+/// Each call is its section module's function; the writer's four (append, mark, read_upto,
+/// remove_user)
 /// go through the writer thread (`EmbeddedStore::submit`).
 #[async_trait]
 impl crate::Store for EmbeddedStore {
@@ -282,5 +291,9 @@ impl crate::Store for EmbeddedStore {
     }
     async fn media_expire(&self, id: &MediaId) -> Result<Option<MediaRecord>> {
         media::media_expire(self, id).await
+    }
+
+    async fn checkpoint(&self) -> Result<()> {
+        self.submit(Op::Checkpoint).await.map(|_| ())
     }
 }

@@ -1,49 +1,66 @@
 //! Push: each device's token (one owner per token) and the queue of notifications not yet sent.
 
 use natter_types::{DeviceId, UserId};
-use redb::ReadableTable;
+use serde::{Deserialize, Serialize};
 
-use super::db::storage;
-use super::tables::{
-    from_json, from_json_opt, to_json, user_prefix, PUSH_JOBS, PUSH_OWNERS, PUSH_TOKENS,
-};
-use super::EmbeddedStore;
+use super::db::Tables;
+use super::tables::{from_json, get_json, rows, to_json, Key};
+use super::{EmbeddedStore, Tx};
 use crate::{PushJob, PushPlatform, PushToken, Result};
 
-/// A push token's row in `PUSH_OWNERS`.
-pub(super) fn owner_key(t: &PushToken) -> (&str, &str) {
-    (t.platform.as_str(), t.token.as_str())
+/// A push token's row in `push_owners`.
+pub(super) fn owner_key(t: &PushToken) -> Vec<u8> {
+    token_key(t.platform, &t.token)
 }
 
-/// A push job's row in `PUSH_JOBS`.
-fn job_key(j: &PushJob) -> (&str, &str, &str) {
-    (j.user.as_str(), j.device.as_str(), j.collapse.as_str())
+/// `(platform, token)`'s key in `push_owners`.
+fn token_key(platform: PushPlatform, token: &str) -> Vec<u8> {
+    Key::name(platform.as_str()).last(token)
+}
+
+/// A device's key in `push_tokens`.
+pub(super) fn device_key(user: &UserId, device: &DeviceId) -> Vec<u8> {
+    Key::name(user.as_str()).last(device.as_str())
+}
+
+/// A push job's key in `push_jobs`.
+pub(super) fn job_key(j: &PushJob) -> Vec<u8> {
+    Key::name(j.user.as_str())
+        .then(j.device.as_str())
+        .last(&j.collapse)
+}
+
+/// A `push_owners` row: the device that holds a token.
+#[derive(Serialize, Deserialize)]
+pub(super) struct Owner {
+    pub(super) user: UserId,
+    pub(super) device: DeviceId,
+}
+
+/// Drops the row that says which device holds `token`.
+pub(super) fn drop_owner(tx: &mut Tx<'_>, t: &Tables, token: &PushToken) {
+    tx.remove(&t.push_owners, owner_key(token));
 }
 
 /// [`crate::Store::push_register`].
 pub(super) async fn push_register(store: &EmbeddedStore, token: PushToken) -> Result<()> {
     store
-        .write(None, move |txn| {
-            let mut tokens = txn.open_table(PUSH_TOKENS).map_err(storage)?;
-            let mut owners = txn.open_table(PUSH_OWNERS).map_err(storage)?;
+        .write(None, move |tx, t| {
             let key = owner_key(&token);
             // The token moves: a phone that logs into another account stops notifying the first.
-            let previous = owners
-                .get(key)
-                .map_err(storage)?
-                .map(|g| (g.value().0.to_owned(), g.value().1.to_owned()));
-            if let Some((u, d)) = previous {
-                tokens.remove((u.as_str(), d.as_str())).map_err(storage)?;
+            if let Some(prev) = get_json::<Owner>(&*tx, &t.push_owners, &key)? {
+                tx.remove(&t.push_tokens, device_key(&prev.user, &prev.device));
             }
-            let mine = (token.user.as_str(), token.device.as_str());
-            let old: Option<PushToken> = from_json_opt(tokens.get(mine).map_err(storage)?)?;
-            if let Some(old) = old {
-                owners.remove(owner_key(&old)).map_err(storage)?;
+            let mine = device_key(&token.user, &token.device);
+            if let Some(old) = get_json::<PushToken>(&*tx, &t.push_tokens, &mine)? {
+                drop_owner(tx, t, &old);
             }
-            tokens
-                .insert(mine, to_json(&token)?.as_slice())
-                .map_err(storage)?;
-            owners.insert(key, mine).map_err(storage)?;
+            tx.insert(&t.push_tokens, mine, to_json(&token)?);
+            let owner = Owner {
+                user: token.user.clone(),
+                device: token.device.clone(),
+            };
+            tx.insert(&t.push_owners, key, to_json(&owner)?);
             Ok(())
         })
         .await
@@ -55,18 +72,13 @@ pub(super) async fn push_unregister(
     user: &UserId,
     device: &DeviceId,
 ) -> Result<bool> {
-    let (user, device) = (user.clone(), device.clone());
+    let key = device_key(user, device);
     store
-        .write(None, move |txn| {
-            let mut tokens = txn.open_table(PUSH_TOKENS).map_err(storage)?;
-            let mut owners = txn.open_table(PUSH_OWNERS).map_err(storage)?;
-            let old: Option<PushToken> = from_json_opt(
-                tokens
-                    .remove((user.as_str(), device.as_str()))
-                    .map_err(storage)?,
-            )?;
+        .write(None, move |tx, t| {
+            let old = get_json::<PushToken>(&*tx, &t.push_tokens, &key)?;
             if let Some(old) = &old {
-                owners.remove(owner_key(old)).map_err(storage)?;
+                tx.remove(&t.push_tokens, key);
+                drop_owner(tx, t, old);
             }
             Ok(old.is_some())
         })
@@ -75,16 +87,12 @@ pub(super) async fn push_unregister(
 
 /// [`crate::Store::push_tokens`].
 pub(super) async fn push_tokens(store: &EmbeddedStore, user: &UserId) -> Result<Vec<PushToken>> {
-    let user = user.clone();
+    let prefix = Key::name(user.as_str()).done();
     store
-        .read(move |txn| {
-            let t = txn.open_table(PUSH_TOKENS).map_err(storage)?;
-            let mut out = Vec::new();
-            for row in t.range(user_prefix(&user)).map_err(storage)? {
-                let (_, v) = row.map_err(storage)?;
-                out.push(from_json(v.value())?);
-            }
-            Ok(out)
+        .read(move |snap, t| {
+            rows(snap, &t.push_tokens, &prefix)
+                .map(|row| row.and_then(|(_, v)| from_json(&v)))
+                .collect()
         })
         .await
 }
@@ -95,18 +103,13 @@ pub(super) async fn push_forget(
     platform: PushPlatform,
     token: &str,
 ) -> Result<bool> {
-    let token = token.to_owned();
+    let key = token_key(platform, token);
     store
-        .write(None, move |txn| {
-            let mut tokens = txn.open_table(PUSH_TOKENS).map_err(storage)?;
-            let mut owners = txn.open_table(PUSH_OWNERS).map_err(storage)?;
-            let owner = owners
-                .remove((platform.as_str(), token.as_str()))
-                .map_err(storage)?
-                .map(|g| (g.value().0.to_owned(), g.value().1.to_owned()));
-            match owner {
-                Some((u, d)) => {
-                    tokens.remove((u.as_str(), d.as_str())).map_err(storage)?;
+        .write(None, move |tx, t| {
+            match get_json::<Owner>(&*tx, &t.push_owners, &key)? {
+                Some(owner) => {
+                    tx.remove(&t.push_owners, key);
+                    tx.remove(&t.push_tokens, device_key(&owner.user, &owner.device));
                     Ok(true)
                 }
                 None => Ok(false),
@@ -121,16 +124,13 @@ pub(super) async fn push_enqueue(store: &EmbeddedStore, jobs: Vec<PushJob>) -> R
         return Ok(());
     }
     store
-        .write(None, move |txn| {
-            let mut t = txn.open_table(PUSH_JOBS).map_err(storage)?;
+        .write(None, move |tx, t| {
             for mut job in jobs {
-                let waiting: Option<PushJob> =
-                    from_json_opt(t.get(job_key(&job)).map_err(storage)?)?;
-                if let Some(w) = waiting {
+                let key = job_key(&job);
+                if let Some(w) = get_json::<PushJob>(&*tx, &t.push_jobs, &key)? {
                     job.collapse_into(&w);
                 }
-                t.insert(job_key(&job), to_json(&job)?.as_slice())
-                    .map_err(storage)?;
+                tx.insert(&t.push_jobs, key, to_json(&job)?);
             }
             Ok(())
         })
@@ -144,12 +144,11 @@ pub(super) async fn push_due(
     limit: usize,
 ) -> Result<Vec<PushJob>> {
     store
-        .read(move |txn| {
-            let t = txn.open_table(PUSH_JOBS).map_err(storage)?;
+        .read(move |snap, t| {
             let mut out = Vec::new();
-            for row in t.iter().map_err(storage)? {
-                let (_, v) = row.map_err(storage)?;
-                let job: PushJob = from_json(v.value())?;
+            for row in rows(snap, &t.push_jobs, b"") {
+                let (_, v) = row?;
+                let job: PushJob = from_json(&v)?;
                 if job.due_ms <= now_ms {
                     out.push(job);
                     if out.len() >= limit {
@@ -170,22 +169,18 @@ pub(super) async fn push_settle(
 ) -> Result<()> {
     let job = job.clone();
     store
-        .write(None, move |txn| {
-            let mut t = txn.open_table(PUSH_JOBS).map_err(storage)?;
+        .write(None, move |tx, t| {
             let key = job_key(&job);
-            let waiting: Option<PushJob> = from_json_opt(t.get(key).map_err(storage)?)?;
-            let Some(mut w) = waiting else {
+            let Some(mut w) = get_json::<PushJob>(&*tx, &t.push_jobs, &key)? else {
                 return Ok(());
             };
             match retry {
-                None if w.version == job.version => {
-                    t.remove(key).map_err(storage)?;
-                }
+                None if w.version == job.version => tx.remove(&t.push_jobs, key),
                 None => {}
                 Some((attempts, due_ms)) => {
                     w.attempts = attempts;
                     w.due_ms = due_ms;
-                    t.insert(key, to_json(&w)?.as_slice()).map_err(storage)?;
+                    tx.insert(&t.push_jobs, key, to_json(&w)?);
                 }
             }
             Ok(())

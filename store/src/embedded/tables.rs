@@ -1,107 +1,220 @@
-//! The redb tables of the embedded store and how their rows are encoded.
+//! The keyspaces of the embedded store, how their keys are laid out, and how their rows are
+//! encoded.
 //!
-//! This module owns the file's layout: every table's name and key, the records kept in them,
-//! and the codecs between rows and the store's types. It must never decide anything about chats
-//! or users: the section modules do, through these tables.
+//! This module owns the on-disk layout: every key's parts and order, the records kept, and the
+//! codecs between rows and the store's types. It must never decide anything about chats or
+//! users: the section modules do, through these helpers.
+//!
+//! Keys are byte strings that sort the way reads scan them, so that one chat's messages, one
+//! user's inbox and one user's entries in one chat each lie side by side (a sync or a history
+//! page is one range scan). A key is its parts in order: a name part (user, chat, group,
+//! device: ASCII that never holds a NUL, checked by `natter_types`) ends with a NUL byte;
+//! numbers are big-endian; a free-form last part (a client's `cid`, a push token) ends the key.
+//!
+//! | keyspace | key | value |
+//! |---|---|---|
+//! | `users` | user | user record JSON |
+//! | `messages` | chat, id (u128) | message JSON |
+//! | `inbox` | user, seq (u64) | [`InboxEntry`] (which message) |
+//! | `chat_log` | user, chat, seq | [`LogEntry`] (which message, running count from others) |
+//! | `read_ptrs` | user, chat | [`ReadPtr`] (the read pointer) |
+//! | `dedup` | sender, cid | [`DedupEntry`] JSON |
+//! | `groups` | group | group record JSON |
+//! | `memberships` | user, group | empty |
+//! | `receipts` | chat, id, recipient | one byte: 1 delivered, 2 read |
+//! | `push_tokens` | user, device | push token JSON |
+//! | `push_owners` | platform, token | (user, device) JSON |
+//! | `push_jobs` | user, device, collapse key | push job JSON (only jobs not yet sent) |
+//! | `media` / `media_gone` | media id (sorts by time) | media record JSON |
+//! | `media_pending` | media id | empty |
 
+use fjall::Readable;
 use natter_types::{ChatKey, MsgId, Seq, UserId};
-use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
-use super::db::{corrupt, storage};
+use super::db::{corrupt, storage, Ks};
 use crate::{Result, StoreError, StoredMessage};
 
-/// user id → user record JSON.
-pub(super) const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
-/// (chat key, message id) → message JSON.
-pub(super) const MESSAGES: TableDefinition<(&str, u128), &[u8]> = TableDefinition::new("messages");
-/// (user, seq) → inbox entry JSON.
-pub(super) const INBOX: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("inbox");
-/// user → last seq given out.
-pub(super) const INBOX_HEAD: TableDefinition<&str, u64> = TableDefinition::new("inbox_head");
-/// (sender, cid) → dedup entry JSON.
-pub(super) const DEDUP: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("dedup");
-/// (user, chat key) → chat state (see [`ChatState`]).
-pub(super) const CHATS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("chats");
-/// group id → group record JSON.
-pub(super) const GROUPS: TableDefinition<&str, &[u8]> = TableDefinition::new("groups");
-/// (chat key, message id, recipient) → receipt status (1 delivered, 2 read).
-pub(super) const RECEIPTS: TableDefinition<(&str, u128, &str), u8> =
-    TableDefinition::new("receipts");
-/// (user, group id) → (): who is in which group now.
-pub(super) const MEMBERSHIPS: TableDefinition<(&str, &str), ()> =
-    TableDefinition::new("memberships");
-/// (user, device) → push token JSON.
-pub(super) const PUSH_TOKENS: TableDefinition<(&str, &str), &[u8]> =
-    TableDefinition::new("push_tokens");
-/// (platform, token) → (user, device): who holds a token, so that it has one owner.
-pub(super) const PUSH_OWNERS: TableDefinition<(&str, &str), (&str, &str)> =
-    TableDefinition::new("push_owners");
-/// (user, device, collapse key) → push job JSON. Small: only jobs not yet sent.
-pub(super) const PUSH_JOBS: TableDefinition<(&str, &str, &str), &[u8]> =
-    TableDefinition::new("push_jobs");
-/// media id → media record JSON, for uploads pending or ready. Ids sort by time, so the
-/// retention sweep reads the oldest first and stops at its cut-off.
-pub(super) const MEDIA: TableDefinition<&str, &[u8]> = TableDefinition::new("media");
-/// media id → (): the uploads still pending, so the sweep for abandoned ones skips the rest.
-pub(super) const MEDIA_PENDING: TableDefinition<&str, ()> = TableDefinition::new("media_pending");
-/// media id → media record JSON, for expired uploads: kept (small) so that a member asking for
-/// one hears that it expired, and out of `MEDIA` so sweeps never read them again.
-pub(super) const MEDIA_GONE: TableDefinition<&str, &[u8]> = TableDefinition::new("media_gone");
+/// A key being built part by part (see the module docs for the layout).
+#[derive(Default)]
+pub(super) struct Key(Vec<u8>);
 
-/// Creates every table a new file lacks, so that reads never meet a missing one.
-pub(super) fn create_all(txn: &WriteTransaction) -> Result<()> {
-    txn.open_table(USERS).map_err(storage)?;
-    txn.open_table(MESSAGES).map_err(storage)?;
-    txn.open_table(INBOX).map_err(storage)?;
-    txn.open_table(INBOX_HEAD).map_err(storage)?;
-    txn.open_table(DEDUP).map_err(storage)?;
-    txn.open_table(CHATS).map_err(storage)?;
-    txn.open_table(GROUPS).map_err(storage)?;
-    txn.open_table(MEMBERSHIPS).map_err(storage)?;
-    txn.open_table(RECEIPTS).map_err(storage)?;
-    txn.open_table(PUSH_TOKENS).map_err(storage)?;
-    txn.open_table(PUSH_OWNERS).map_err(storage)?;
-    txn.open_table(PUSH_JOBS).map_err(storage)?;
-    txn.open_table(MEDIA).map_err(storage)?;
-    txn.open_table(MEDIA_PENDING).map_err(storage)?;
-    txn.open_table(MEDIA_GONE).map_err(storage)?;
-    Ok(())
+impl Key {
+    /// A key that starts with the name `s`.
+    pub(super) fn name(s: &str) -> Key {
+        Key::default().then(s)
+    }
+
+    /// Appends a name part (NUL-free by `natter_types`' checks) and its NUL end.
+    pub(super) fn then(mut self, s: &str) -> Key {
+        self.0.extend_from_slice(s.as_bytes());
+        self.0.push(0);
+        self
+    }
+
+    /// Appends a free-form last part.
+    pub(super) fn last(mut self, s: &str) -> Vec<u8> {
+        self.0.extend_from_slice(s.as_bytes());
+        self.0
+    }
+
+    /// Appends a u64, big-endian so that numbers sort as bytes.
+    pub(super) fn u64(mut self, n: u64) -> Key {
+        self.0.extend_from_slice(&n.to_be_bytes());
+        self
+    }
+
+    /// Appends a message id.
+    pub(super) fn id(mut self, id: MsgId) -> Key {
+        self.0.extend_from_slice(&id.0.to_be_bytes());
+        self
+    }
+
+    /// The key's bytes.
+    pub(super) fn done(self) -> Vec<u8> {
+        self.0
+    }
 }
 
-/// The tables the writer thread changes for sends, receipts and read pointers, opened once per
-/// batch (opening a table is a lookup in the transaction's root).
-pub(super) struct BatchTables<'t> {
-    pub(super) messages: redb::Table<'t, (&'static str, u128), &'static [u8]>,
-    pub(super) inbox: redb::Table<'t, (&'static str, u64), &'static [u8]>,
-    pub(super) heads: redb::Table<'t, &'static str, u64>,
-    pub(super) dedup: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
-    pub(super) chats: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
-    pub(super) receipts: redb::Table<'t, (&'static str, u128, &'static str), u8>,
+/// The name part of `key` that starts at `at` (up to its NUL), and where the next part starts.
+pub(super) fn name_at(key: &[u8], at: usize) -> Result<(&str, usize)> {
+    let rest = key
+        .get(at..)
+        .ok_or_else(|| StoreError::corrupt("a key is shorter than its layout"))?;
+    let end = rest
+        .iter()
+        .position(|&b| b == 0)
+        .ok_or_else(|| StoreError::corrupt("a key's name part has no end"))?;
+    let s = std::str::from_utf8(&rest[..end]).map_err(corrupt)?;
+    Ok((s, at + end + 1))
 }
 
-impl<'t> BatchTables<'t> {
-    /// Opens the writer's tables in `txn`.
-    pub(super) fn open(txn: &'t WriteTransaction) -> Result<BatchTables<'t>> {
-        Ok(BatchTables {
-            messages: txn.open_table(MESSAGES).map_err(storage)?,
-            inbox: txn.open_table(INBOX).map_err(storage)?,
-            heads: txn.open_table(INBOX_HEAD).map_err(storage)?,
-            dedup: txn.open_table(DEDUP).map_err(storage)?,
-            chats: txn.open_table(CHATS).map_err(storage)?,
-            receipts: txn.open_table(RECEIPTS).map_err(storage)?,
+/// The free-form text from `at` to the end of `key`.
+pub(super) fn text_at(key: &[u8], at: usize) -> Result<&str> {
+    let rest = key
+        .get(at..)
+        .ok_or_else(|| StoreError::corrupt("a key is shorter than its layout"))?;
+    std::str::from_utf8(rest).map_err(corrupt)
+}
+
+/// The u64 that ends `key`.
+pub(super) fn u64_at_end(key: &[u8]) -> Result<u64> {
+    let tail = key
+        .len()
+        .checked_sub(8)
+        .and_then(|i| key.get(i..))
+        .ok_or_else(|| StoreError::corrupt("a key is shorter than its layout"))?;
+    let b: [u8; 8] = tail
+        .try_into()
+        .map_err(|_| StoreError::corrupt("a key's number is not 8 bytes"))?;
+    Ok(u64::from_be_bytes(b))
+}
+
+/// An `inbox` row: which message a reader's seq points at. 17 bytes and the chat key.
+pub(super) struct InboxEntry {
+    pub(super) id: MsgId,
+    /// The reader sent it (their own message, on another device).
+    pub(super) own: bool,
+    pub(super) chat: ChatKey,
+}
+
+impl InboxEntry {
+    /// The row: own flag, id, chat key.
+    pub(super) fn encode(&self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(17 + self.chat.as_str().len());
+        b.push(u8::from(self.own));
+        b.extend_from_slice(&self.id.0.to_be_bytes());
+        b.extend_from_slice(self.chat.as_str().as_bytes());
+        b
+    }
+
+    /// The entry a row written by [`InboxEntry::encode`] holds.
+    pub(super) fn decode(b: &[u8]) -> Result<InboxEntry> {
+        let (own, id) = flag_and_id(b)?;
+        let chat = std::str::from_utf8(&b[17..]).map_err(corrupt)?;
+        Ok(InboxEntry {
+            id,
+            own,
+            chat: ChatKey::from_stored(chat.to_owned()),
         })
     }
 }
 
-/// An `INBOX` row: which message a reader's seq points at.
-#[derive(Serialize, Deserialize)]
-pub(super) struct InboxEntry {
-    pub(super) chat: ChatKey,
+/// A `chat_log` row: one message of one chat in one reader's inbox, with how many messages
+/// from others the reader has had in this chat up to and including it. The difference of two
+/// such counts is an unread count, so no row is rewritten per message to keep one.
+#[derive(Clone, Copy)]
+pub(super) struct LogEntry {
     pub(super) id: MsgId,
+    pub(super) own: bool,
+    pub(super) from_others: u64,
 }
 
-/// A `DEDUP` row: the message a `(sender, cid)` pair made, and when.
+impl LogEntry {
+    /// The row's 25 bytes: own flag, id, count, big-endian.
+    pub(super) fn encode(&self) -> [u8; 25] {
+        let mut b = [0u8; 25];
+        b[0] = u8::from(self.own);
+        b[1..17].copy_from_slice(&self.id.0.to_be_bytes());
+        b[17..].copy_from_slice(&self.from_others.to_be_bytes());
+        b
+    }
+
+    /// The entry a row written by [`LogEntry::encode`] holds.
+    pub(super) fn decode(b: &[u8]) -> Result<LogEntry> {
+        if b.len() != 25 {
+            return Err(StoreError::corrupt("a chat log row is not 25 bytes"));
+        }
+        let (own, id) = flag_and_id(b)?;
+        let n: [u8; 8] = b[17..25].try_into().unwrap_or_default();
+        Ok(LogEntry {
+            id,
+            own,
+            from_others: u64::from_be_bytes(n),
+        })
+    }
+}
+
+/// The own flag and message id that open an inbox or chat log row.
+fn flag_and_id(b: &[u8]) -> Result<(bool, MsgId)> {
+    let id: [u8; 16] = b
+        .get(1..17)
+        .and_then(|s| s.try_into().ok())
+        .ok_or_else(|| StoreError::corrupt("an inbox row is shorter than 17 bytes"))?;
+    Ok((b[0] == 1, MsgId(u128::from_be_bytes(id))))
+}
+
+/// A `read_ptrs` row: the inbox seq up to which a reader has read a chat, and the chat log's
+/// count of messages from others at that seq.
+#[derive(Clone, Copy, Default)]
+pub(super) struct ReadPtr {
+    pub(super) seq: Seq,
+    pub(super) from_others: u64,
+}
+
+impl ReadPtr {
+    /// The row's 16 bytes.
+    pub(super) fn encode(&self) -> [u8; 16] {
+        let mut b = [0u8; 16];
+        b[..8].copy_from_slice(&self.seq.to_be_bytes());
+        b[8..].copy_from_slice(&self.from_others.to_be_bytes());
+        b
+    }
+
+    /// The pointer a row written by [`ReadPtr::encode`] holds.
+    pub(super) fn decode(b: &[u8]) -> Result<ReadPtr> {
+        let b: &[u8; 16] = b
+            .try_into()
+            .map_err(|_| StoreError::corrupt("a read pointer is not 16 bytes"))?;
+        let at = |i: usize| u64::from_be_bytes(b[i..i + 8].try_into().unwrap_or_default());
+        Ok(ReadPtr {
+            seq: at(0),
+            from_others: at(8),
+        })
+    }
+}
+
+/// A `dedup` row: the message a `(sender, cid)` pair made, and when.
 #[derive(Serialize, Deserialize)]
 pub(super) struct DedupEntry {
     pub(super) chat: ChatKey,
@@ -109,41 +222,14 @@ pub(super) struct DedupEntry {
     pub(super) ts: u64,
 }
 
-/// One reader's view of one chat. Written for every reader of every message (a thousand per
-/// message in a big group), so it is a fixed 40 bytes rather than JSON.
-pub(super) struct ChatState {
-    pub(super) last_id: MsgId,
-    pub(super) last_seq: Seq,
-    pub(super) unread: u64,
-    /// The reader's read pointer: the inbox seq up to which they have read this chat.
-    pub(super) read_seq: Seq,
+/// `(user, chat)`'s key prefix in `chat_log`, and its key in `read_ptrs`.
+pub(super) fn user_chat(user: &UserId, chat: &ChatKey) -> Vec<u8> {
+    Key::name(user.as_str()).then(chat.as_str()).done()
 }
 
-impl ChatState {
-    /// The row's 40 bytes: id, last seq, unread, read pointer, each big-endian.
-    pub(super) fn encode(&self) -> [u8; 40] {
-        let mut b = [0u8; 40];
-        b[..16].copy_from_slice(&self.last_id.0.to_be_bytes());
-        b[16..24].copy_from_slice(&self.last_seq.to_be_bytes());
-        b[24..32].copy_from_slice(&self.unread.to_be_bytes());
-        b[32..].copy_from_slice(&self.read_seq.to_be_bytes());
-        b
-    }
-
-    /// The state a row written by [`ChatState::encode`] holds.
-    pub(super) fn decode(b: &[u8]) -> Result<ChatState> {
-        let b: &[u8; 40] = b
-            .try_into()
-            .map_err(|_| StoreError::corrupt("chat state is not 40 bytes"))?;
-        let u64_at = |i: usize| u64::from_be_bytes(b[i..i + 8].try_into().unwrap_or_default());
-        let id = u128::from_be_bytes(b[..16].try_into().unwrap_or_default());
-        Ok(ChatState {
-            last_id: MsgId(id),
-            last_seq: u64_at(16),
-            unread: u64_at(24),
-            read_seq: u64_at(32),
-        })
-    }
+/// A message's key.
+pub(super) fn message_key(chat: &ChatKey, id: MsgId) -> Vec<u8> {
+    Key::name(chat.as_str()).id(id).done()
 }
 
 /// Decodes a stored JSON record.
@@ -151,34 +237,52 @@ pub(super) fn from_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<
     serde_json::from_slice(bytes).map_err(corrupt)
 }
 
-/// Decodes what a `get` or `remove` found, if anything.
-pub(super) fn from_json_opt<T: serde::de::DeserializeOwned>(
-    found: Option<redb::AccessGuard<'_, &[u8]>>,
-) -> Result<Option<T>> {
-    found.map(|g| from_json(g.value())).transpose()
-}
-
 /// Encodes a record as JSON for storage.
 pub(super) fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>> {
     serde_json::to_vec(value).map_err(corrupt)
 }
 
-/// Every key of a `(user, text)` table that belongs to `user`.
-pub(super) fn user_prefix(user: &UserId) -> std::ops::Range<(&str, &str)> {
-    // Any text key sorts at or after "" and before a lone U+10FFFF.
-    (user.as_str(), "")..(user.as_str(), "\u{10FFFF}")
+/// The JSON record at `key` of `ks`, if any.
+pub(super) fn get_json<T: serde::de::DeserializeOwned>(
+    r: &impl Readable,
+    ks: &Ks,
+    key: &[u8],
+) -> Result<Option<T>> {
+    r.get(ks, key)
+        .map_err(storage)?
+        .map(|v| from_json(&v))
+        .transpose()
 }
 
-/// Message `id` of `chat`, which an inbox, dedup or chat row points at: its absence is
+/// Every row of `ks` whose key starts with `prefix`, in key order.
+pub(super) fn rows(
+    r: &impl Readable,
+    ks: &Ks,
+    prefix: &[u8],
+) -> impl DoubleEndedIterator<Item = Result<(fjall::Slice, fjall::Slice)>> {
+    r.prefix(ks, prefix)
+        .map(|g| g.into_inner().map_err(storage))
+}
+
+/// Every row of `ks` with a key in `from..to`, in key order.
+pub(super) fn rows_in(
+    r: &impl Readable,
+    ks: &Ks,
+    from: &[u8],
+    to: &[u8],
+) -> impl DoubleEndedIterator<Item = Result<(fjall::Slice, fjall::Slice)>> {
+    r.range(ks, from.to_vec()..to.to_vec())
+        .map(|g| g.into_inner().map_err(storage))
+}
+
+/// Message `id` of `chat`, which an inbox, dedup or chat log row points at: its absence is
 /// corruption.
 pub(super) fn load_message(
-    messages: &impl ReadableTable<(&'static str, u128), &'static [u8]>,
+    r: &impl Readable,
+    messages: &Ks,
     chat: &ChatKey,
     id: MsgId,
 ) -> Result<StoredMessage> {
-    let m = messages
-        .get((chat.as_str(), id.0))
-        .map_err(storage)?
-        .ok_or_else(|| StoreError::corrupt(format!("missing message {id} of {}", chat.as_str())))?;
-    from_json(m.value())
+    get_json(r, messages, &message_key(chat, id))?
+        .ok_or_else(|| StoreError::corrupt(format!("missing message {id} of {}", chat.as_str())))
 }

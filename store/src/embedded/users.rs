@@ -1,29 +1,25 @@
 //! Users: accounts, and everything that goes when one is removed.
 
 use natter_types::UserId;
-use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
 
-use super::db::{corrupt, storage};
-use super::push::owner_key;
-use super::tables::{
-    from_json, from_json_opt, to_json, user_prefix, CHATS, DEDUP, GROUPS, INBOX, INBOX_HEAD,
-    MEMBERSHIPS, PUSH_JOBS, PUSH_OWNERS, PUSH_TOKENS, USERS,
-};
-use super::EmbeddedStore;
-use crate::{GroupRecord, PushToken, Result, UserRecord};
+use super::db::{corrupt, Tables};
+use super::groups::{membership_key, memberships_of};
+use super::push::drop_owner;
+use super::tables::{from_json, get_json, rows, text_at, to_json, Key};
+use super::writer::{Done, Op};
+use super::{EmbeddedStore, Tx};
+use crate::{GroupRecord, PushToken, Result, StoreError, UserRecord};
 
 /// [`crate::Store::create_user`].
 pub(super) async fn create_user(store: &EmbeddedStore, user: UserRecord) -> Result<bool> {
     let id = user.id.clone();
     store
-        .write(Some(&id), move |txn| {
-            let mut t = txn.open_table(USERS).map_err(storage)?;
-            if t.get(user.id.as_str()).map_err(storage)?.is_some() {
+        .write(Some(&id), move |tx, t| {
+            let key = user.id.as_str().as_bytes();
+            if get_json::<UserRecord>(&*tx, &t.users, key)?.is_some() {
                 return Ok(false);
             }
-            let bytes = to_json(&user)?;
-            t.insert(user.id.as_str(), bytes.as_slice())
-                .map_err(storage)?;
+            tx.insert(&t.users, key, to_json(&user)?);
             Ok(true)
         })
         .await
@@ -38,15 +34,13 @@ pub(super) async fn set_password(
     let changed = Some(user);
     let user = user.clone();
     store
-        .write(changed, move |txn| {
-            let mut t = txn.open_table(USERS).map_err(storage)?;
-            let mut rec: UserRecord = match t.get(user.as_str()).map_err(storage)? {
-                Some(g) => from_json(g.value())?,
-                None => return Ok(false),
+        .write(changed, move |tx, t| {
+            let key = user.as_str().as_bytes();
+            let Some(mut rec) = get_json::<UserRecord>(&*tx, &t.users, key)? else {
+                return Ok(false);
             };
             rec.password_hash = password_hash;
-            let bytes = to_json(&rec)?;
-            t.insert(user.as_str(), bytes.as_slice()).map_err(storage)?;
+            tx.insert(&t.users, key, to_json(&rec)?);
             Ok(true)
         })
         .await
@@ -60,10 +54,7 @@ pub(super) async fn user(store: &EmbeddedStore, user: &UserId) -> Result<Option<
     }
     let id = user.clone();
     let found: Option<UserRecord> = store
-        .read(move |txn| {
-            let t = txn.open_table(USERS).map_err(storage)?;
-            from_json_opt(t.get(id.as_str()).map_err(storage)?)
-        })
+        .read(move |snap, t| get_json(snap, &t.users, id.as_str().as_bytes()))
         .await?;
     store.users.fill(generation, user.clone(), found.clone());
     Ok(found)
@@ -72,69 +63,75 @@ pub(super) async fn user(store: &EmbeddedStore, user: &UserId) -> Result<Option<
 /// [`crate::Store::users`].
 pub(super) async fn users(store: &EmbeddedStore) -> Result<Vec<UserId>> {
     store
-        .read(|txn| {
-            let t = txn.open_table(USERS).map_err(storage)?;
-            let mut out = Vec::with_capacity(t.len().map_err(storage)? as usize);
-            for row in t.iter().map_err(storage)? {
-                let (k, _) = row.map_err(storage)?;
-                out.push(UserId::new(k.value()).map_err(corrupt)?);
-            }
-            Ok(out)
+        .read(|snap, t| {
+            rows(snap, &t.users, b"")
+                .map(|row| row.and_then(|(k, _)| UserId::new(text_at(&k, 0)?).map_err(corrupt)))
+                .collect()
         })
         .await
 }
 
-/// [`crate::Store::remove_user`]: the account, its devices' push state, its own inbox and chat
-/// state, and its place in groups, in one transaction.
+/// [`crate::Store::remove_user`]: through the writer thread, which owns inboxes. The user cache
+/// forgets the user once the removal has ended, in a task of its own: a caller that stops
+/// waiting cannot leave a removed user in the cache.
 pub(super) async fn remove_user(store: &EmbeddedStore, user: &UserId) -> Result<bool> {
-    let changed = Some(user);
-    let user = user.clone();
-    store
-        .write(changed, move |txn| {
-            let mut t = txn.open_table(USERS).map_err(storage)?;
-            let removed = t.remove(user.as_str()).map_err(storage)?.is_some();
-            forget_devices(txn, &user)?;
-            drop_own_state(txn, &user)?;
-            leave_groups(txn, &user)?;
-            Ok(removed)
-        })
+    let (writer, cache, user) = (store.writer.clone(), store.users.clone(), user.clone());
+    let removal = tokio::spawn(async move {
+        let out = super::submit(&writer, Op::RemoveUser(user.clone())).await;
+        cache.forget(&user);
+        out
+    });
+    match removal
         .await
+        .map_err(|e| StoreError::storage(e.to_string()))??
+    {
+        Done::Removed(r) => Ok(r),
+        _ => Err(StoreError::corrupt(
+            "writer answered a removal with something else",
+        )),
+    }
+}
+
+/// Removes the account, its devices' push state, its own inbox, chat logs, read pointers and
+/// dedup memory, and its place in groups, inside the writer's transaction.
+pub(super) fn remove_user_in(tx: &mut Tx<'_>, t: &Tables, user: &UserId) -> Result<bool> {
+    let key = user.as_str().as_bytes();
+    let removed = get_json::<UserRecord>(&*tx, &t.users, key)?.is_some();
+    tx.remove(&t.users, key);
+    forget_devices(tx, t, user)?;
+    drop_own_state(tx, t, user)?;
+    leave_groups(tx, t, user)?;
+    Ok(removed)
+}
+
+/// Removes every row of `ks` under `user`'s name.
+fn remove_under(tx: &mut Tx<'_>, ks: &super::db::Ks, user: &UserId) -> Result<()> {
+    let keys: Vec<_> = rows(&*tx, ks, &Key::name(user.as_str()).done())
+        .map(|row| row.map(|(k, _)| k))
+        .collect::<Result<_>>()?;
+    for k in keys {
+        tx.remove(ks, k);
+    }
+    Ok(())
 }
 
 /// A removed user's devices get no more notifications: their tokens and jobs go.
-fn forget_devices(txn: &WriteTransaction, user: &UserId) -> Result<()> {
-    let mut tokens = txn.open_table(PUSH_TOKENS).map_err(storage)?;
-    let mut owners = txn.open_table(PUSH_OWNERS).map_err(storage)?;
-    let gone: Vec<PushToken> = tokens
-        .extract_from_if(user_prefix(user), |_, _| true)
-        .map_err(storage)?
-        .map(|row| row.map_err(storage).and_then(|(_, v)| from_json(v.value())))
+fn forget_devices(tx: &mut Tx<'_>, t: &Tables, user: &UserId) -> Result<()> {
+    let tokens: Vec<PushToken> = rows(&*tx, &t.push_tokens, &Key::name(user.as_str()).done())
+        .map(|row| row.and_then(|(_, v)| from_json(&v)))
         .collect::<Result<_>>()?;
-    for t in gone {
-        owners.remove(owner_key(&t)).map_err(storage)?;
+    for token in &tokens {
+        drop_owner(tx, t, token);
     }
-    let mut jobs = txn.open_table(PUSH_JOBS).map_err(storage)?;
-    let range = (user.as_str(), "", "")..(user.as_str(), "\u{10FFFF}", "");
-    jobs.retain_in(range, |_, _| false).map_err(storage)?;
-    Ok(())
+    remove_under(tx, &t.push_tokens, user)?;
+    remove_under(tx, &t.push_jobs, user)
 }
 
 /// The account's own state goes with it, so a user later created under the same name starts
 /// empty (seq 1, no chats, no dedup memory).
-fn drop_own_state(txn: &WriteTransaction, user: &UserId) -> Result<()> {
-    let mut inbox = txn.open_table(INBOX).map_err(storage)?;
-    inbox
-        .retain_in((user.as_str(), 0)..=(user.as_str(), u64::MAX), |_, _| false)
-        .map_err(storage)?;
-    txn.open_table(INBOX_HEAD)
-        .map_err(storage)?
-        .remove(user.as_str())
-        .map_err(storage)?;
-    for table in [CHATS, DEDUP] {
-        txn.open_table(table)
-            .map_err(storage)?
-            .retain_in(user_prefix(user), |_, _| false)
-            .map_err(storage)?;
+fn drop_own_state(tx: &mut Tx<'_>, t: &Tables, user: &UserId) -> Result<()> {
+    for ks in [&t.inbox, &t.chat_log, &t.read_ptrs, &t.dedup] {
+        remove_under(tx, ks, user)?;
     }
     Ok(())
 }
@@ -142,21 +139,12 @@ fn drop_own_state(txn: &WriteTransaction, user: &UserId) -> Result<()> {
 /// Drops the user's memberships. The bridge takes a removed user out of each group with a
 /// system message first; a group still listing them (a removal with no server running) is
 /// mended here.
-fn leave_groups(txn: &WriteTransaction, user: &UserId) -> Result<()> {
-    let mut memberships = txn.open_table(MEMBERSHIPS).map_err(storage)?;
-    let mut groups = txn.open_table(GROUPS).map_err(storage)?;
-    let left: Vec<String> = memberships
-        .extract_from_if(user_prefix(user), |_, _| true)
-        .map_err(storage)?
-        .map(|row| row.map(|(k, _)| k.value().1.to_owned()).map_err(storage))
-        .collect::<Result<_>>()?;
-    for gid in left {
-        let rec: Option<GroupRecord> = from_json_opt(groups.get(gid.as_str()).map_err(storage)?)?;
-        if let Some(g) = rec {
-            let next = g.without(user);
-            groups
-                .insert(gid.as_str(), to_json(&next)?.as_slice())
-                .map_err(storage)?;
+fn leave_groups(tx: &mut Tx<'_>, t: &Tables, user: &UserId) -> Result<()> {
+    for gid in memberships_of(tx, t, user)? {
+        tx.remove(&t.memberships, membership_key(user, &gid));
+        let key = gid.as_bytes();
+        if let Some(g) = get_json::<GroupRecord>(&*tx, &t.groups, key)? {
+            tx.insert(&t.groups, key, to_json(&g.without(user))?);
         }
     }
     Ok(())
