@@ -1,9 +1,11 @@
 //! Who may change a user's inbox: this process, one change at a time.
 //!
-//! A user's inbox seq must be gap-free and each seq given once, and their unread counts and read
-//! pointer are read-modify-write. Cassandra has no transactions, so natter gives every user one
-//! *owner* that does all of this, in order; with one natter node, the owner of every user is this
-//! process and a per-user async lock orders the writes.
+//! A user's inbox seq must be gap-free and each seq given once, and the running counts of their
+//! chat logs and their read pointers are read-modify-write. Cassandra has no transactions, so
+//! natter gives every user one *owner* that does all of this, in order, and remembers the last
+//! seq and each chat's newest log entry so that a send reads nothing per reader; with one
+//! natter node, the owner of every user is this process and a per-user async lock orders the
+//! writes.
 //!
 //! How it extends to several nodes (nothing here blocks it): the owner of a user is the node the
 //! routing layer (Redis, issue "beyond one machine") maps the user to, e.g. by rendezvous hashing
@@ -19,11 +21,53 @@ use std::sync::{Arc, Mutex as StdMutex};
 use natter_types::UserId;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
+/// The newest entry of a user's log of one chat: its seq and the running count of messages
+/// from others there.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChatHead {
+    /// The user's inbox seq of the chat's newest message.
+    pub seq: u64,
+    /// Messages from others the user has had in the chat up to it.
+    pub from_others: u64,
+}
+
 /// What the owner remembers of a user between writes.
 #[derive(Debug, Default)]
 pub struct UserHead {
     /// The last seq given out, once read from `inbox_heads`; `None` until then.
     pub seq: Option<u64>,
+    /// Each chat's newest log entry, once read from `chat_log` or written; `Some(None)` where
+    /// the log is known to be empty. A chat missing here is read again.
+    chats: HashMap<String, Option<ChatHead>>,
+}
+
+/// Past this many chats remembered for one user, that user's chat memory starts again empty.
+const CHATS_PER_USER: usize = 4096;
+
+impl UserHead {
+    /// The remembered newest log entry of `chat`: `None` if not remembered, `Some(None)` if
+    /// the log is known to be empty.
+    pub fn chat(&self, chat: &str) -> Option<Option<ChatHead>> {
+        self.chats.get(chat).copied()
+    }
+
+    /// Remembers the newest log entry of `chat` (`None`: the log is empty).
+    pub fn set_chat(&mut self, chat: &str, head: Option<ChatHead>) {
+        if self.chats.len() >= CHATS_PER_USER && !self.chats.contains_key(chat) {
+            self.chats.clear();
+        }
+        self.chats.insert(chat.to_owned(), head);
+    }
+
+    /// Forgets `chat` (a write to its log may or may not have been applied).
+    pub fn forget_chat(&mut self, chat: &str) {
+        self.chats.remove(chat);
+    }
+
+    /// Forgets every chat (the user's logs were dropped).
+    pub fn forget_chats(&mut self) {
+        self.chats.clear();
+    }
 }
 
 /// The per-user locks. Entries nobody holds are dropped once the map grows, so memory follows

@@ -8,9 +8,13 @@
 //! Only CQL that Cassandra 3.0+ and ScyllaDB both accept is used (no `tinyint`-only tricks, no
 //! materialized views, no secondary indexes): every read names a partition.
 
+use futures::TryStreamExt;
+use natter_store::limits::READ_SCAN;
 use scylla::client::session::Session;
+use scylla::statement::prepared::PreparedStatement;
 
-use crate::{storage, Result};
+use crate::buckets::inbox_bucket;
+use crate::{corrupt, storage, Result};
 
 /// How the keyspace is replicated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,7 +48,8 @@ impl Replication {
     }
 }
 
-/// The schema versions, oldest first: version `i + 1` is `MIGRATIONS[i]`.
+/// The schema versions, oldest first: version `i + 1` is `MIGRATIONS[i]`. A version may also
+/// move data once its tables exist (`move_data`), before it is recorded.
 pub const MIGRATIONS: &[&[&str]] = &[&[
     // Accounts. Listed by a full scan, which only the admin API does.
     "CREATE TABLE IF NOT EXISTS users (id text PRIMARY KEY, password_hash text, created_ms bigint)",
@@ -91,6 +96,20 @@ pub const MIGRATIONS: &[&[&str]] = &[&[
     "CREATE TABLE IF NOT EXISTS media_index (state text, day int, id text, \
      PRIMARY KEY ((state, day), id))",
     "CREATE TABLE IF NOT EXISTS media_days (state text, day int, PRIMARY KEY (state, day))",
+], &[
+    // Version 2: a reader's view of a chat is derived, not rewritten per message. Each reader's
+    // log of each chat, newest first: the message at each of their seqs in the chat, whether
+    // they sent it, and how many messages from others they have had in the chat up to it (so
+    // an unread count is the difference of two counts). Rows carry the message TTL.
+    "CREATE TABLE IF NOT EXISTS chat_log (uid text, chat text, seq bigint, id blob, \
+     own boolean, from_others bigint, PRIMARY KEY ((uid, chat), seq)) \
+     WITH CLUSTERING ORDER BY (seq DESC)",
+    // Each reader's read pointer per chat (the seq read up to, and the log's count there),
+    // written on a read and for the sender of a message; a reader's first message in a chat
+    // writes one at zero, so the rows of a user are also the list of their chats. No TTL.
+    // `chat_state` (version 1) is copied into these two by `move_data` and no longer used.
+    "CREATE TABLE IF NOT EXISTS read_ptrs (uid text, chat text, read_seq bigint, \
+     from_others bigint, PRIMARY KEY (uid, chat))",
 ]];
 
 /// The schema version this natter writes.
@@ -153,6 +172,7 @@ pub async fn migrate(session: &Session, keyspace: &str, replication: &Replicatio
             session.query_unpaged(s, ()).await.map_err(storage)?;
         }
         agree(session).await?;
+        move_data(session, keyspace, version).await?;
         session
             .query_unpaged(
                 format!(
@@ -166,6 +186,158 @@ pub async fn migrate(session: &Session, keyspace: &str, replication: &Replicatio
         tracing::info!(keyspace, version, "store schema migrated");
     }
     Ok(found)
+}
+
+/// The rows version `version` moves once its tables exist, before it is recorded (a start that
+/// dies half-way moves them again: every write is an idempotent insert of the same values).
+async fn move_data(session: &Session, keyspace: &str, version: i32) -> Result<()> {
+    if version == 2 {
+        chat_state_to_chat_log(session, keyspace).await?;
+    }
+    Ok(())
+}
+
+/// A `chat_state` row (version 1): reader, chat, last message id and seq, unread count, read
+/// pointer, and the TTL left on it.
+type ChatStateRow = (
+    String,
+    String,
+    Option<Vec<u8>>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<i32>,
+);
+
+/// Rows moved at once by [`chat_state_to_chat_log`].
+const MOVE_FAN_OUT: usize = 16;
+
+/// Version 2's data move: each `chat_state` row becomes a read pointer at its `read_seq` with
+/// count 0, and chat log rows whose counts end at its unread count: one per inbox entry of the
+/// chat after the read pointer (all from others: a sender's own message moves their pointer),
+/// at most [`READ_SCAN`] inbox entries looked at, and the last message itself. The unread
+/// count, the chat list and reads up to any seq then read as they did. One full scan of
+/// `chat_state`, once per keyspace.
+async fn chat_state_to_chat_log(session: &Session, keyspace: &str) -> Result<()> {
+    let log_put = session
+        .prepare(format!(
+            "INSERT INTO {keyspace}.chat_log (uid, chat, seq, id, own, from_others) \
+             VALUES (?, ?, ?, ?, ?, ?) USING TTL ?"
+        ))
+        .await
+        .map_err(storage)?;
+    let ptr_put = session
+        .prepare(format!(
+            "INSERT INTO {keyspace}.read_ptrs (uid, chat, read_seq, from_others) \
+             VALUES (?, ?, ?, 0)"
+        ))
+        .await
+        .map_err(storage)?;
+    let inbox_page = session
+        .prepare(format!(
+            "SELECT seq, chat, id FROM {keyspace}.inbox \
+             WHERE uid = ? AND bucket = ? AND seq > ? AND seq <= ? LIMIT ?"
+        ))
+        .await
+        .map_err(storage)?;
+    let moves = MoveStatements {
+        log_put,
+        ptr_put,
+        inbox_page,
+    };
+    let moved = session
+        .query_iter(
+            format!(
+                "SELECT uid, chat, last_id, last_seq, unread, read_seq, TTL(last_id) \
+                 FROM {keyspace}.chat_state"
+            ),
+            (),
+        )
+        .await
+        .map_err(storage)?
+        .rows_stream::<ChatStateRow>()
+        .map_err(corrupt)?
+        .map_err(storage)
+        .map_ok(|row| move_chat_state(session, &moves, row))
+        .try_buffer_unordered(MOVE_FAN_OUT)
+        .try_fold(0usize, |n, _| async move { Ok(n + 1) })
+        .await?;
+    tracing::info!(
+        keyspace,
+        rows = moved,
+        "chat_state copied into chat_log and read_ptrs"
+    );
+    Ok(())
+}
+
+/// The statements of version 2's data move.
+struct MoveStatements {
+    log_put: PreparedStatement,
+    ptr_put: PreparedStatement,
+    inbox_page: PreparedStatement,
+}
+
+/// Moves one `chat_state` row (see [`chat_state_to_chat_log`]).
+async fn move_chat_state(session: &Session, st: &MoveStatements, row: ChatStateRow) -> Result<()> {
+    let (uid, chat, last_id, last_seq, unread, read_seq, ttl) = row;
+    // A row whose last message expired is no chat any more: nothing to move.
+    let (Some(last_id), Some(last_seq)) = (last_id, last_seq) else {
+        return Ok(());
+    };
+    let unread = unread.unwrap_or(0).max(0);
+    let read_seq = read_seq.unwrap_or(0).clamp(0, last_seq);
+    let ttl = ttl.unwrap_or(0).max(0);
+    // The chat's inbox entries after the pointer, before the last message.
+    let mut earlier: Vec<(i64, Vec<u8>)> = Vec::new();
+    if unread > 0 {
+        let (mut looked, mut bucket) = (0usize, inbox_bucket(as_u64(read_seq) + 1));
+        while looked < READ_SCAN && bucket <= inbox_bucket(as_u64(last_seq)) {
+            let want = (READ_SCAN - looked) as i32;
+            let rows = session
+                .execute_unpaged(
+                    &st.inbox_page,
+                    (uid.as_str(), bucket, read_seq, last_seq - 1, want),
+                )
+                .await
+                .map_err(storage)?
+                .into_rows_result()
+                .map_err(storage)?;
+            for r in rows.rows::<(i64, String, Vec<u8>)>().map_err(corrupt)? {
+                let (seq, c, id) = r.map_err(corrupt)?;
+                looked += 1;
+                if c == chat {
+                    earlier.push((seq, id));
+                }
+            }
+            bucket += 1;
+        }
+    }
+    let own = unread == 0 && read_seq == last_seq;
+    let mut rows: Vec<(i64, Vec<u8>, bool, i64)> = earlier
+        .into_iter()
+        .enumerate()
+        .map(|(i, (seq, id))| (seq, id, false, (i as i64 + 1).min(unread)))
+        .collect();
+    rows.push((last_seq, last_id, own, unread));
+    for (seq, id, own, count) in rows {
+        session
+            .execute_unpaged(
+                &st.log_put,
+                (uid.as_str(), chat.as_str(), seq, id, own, count, ttl),
+            )
+            .await
+            .map_err(storage)?;
+    }
+    session
+        .execute_unpaged(&st.ptr_put, (uid.as_str(), chat.as_str(), read_seq))
+        .await
+        .map_err(storage)?;
+    Ok(())
+}
+
+/// A stored `bigint` as a seq (never negative).
+fn as_u64(n: i64) -> u64 {
+    n.max(0) as u64
 }
 
 /// Waits until every node has the same schema, so statements prepared next find the tables.

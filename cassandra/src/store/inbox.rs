@@ -1,5 +1,12 @@
 //! Inboxes: each reader's run of seqs (given by the reader's owner, see [`crate::owner`]), and
-//! their view of each chat (last message, unread count, read pointer).
+//! their log of each chat, which gives the chat list, last messages and unread counts without
+//! a summary row rewritten per message.
+//!
+//! Per reader, a message writes its inbox entry, its chat log entry (with the running count of
+//! messages from others in the chat) and the inbox head; the sender's read pointer moves too.
+//! Nothing is read per reader: the owner remembers each user's last seq and each chat's newest
+//! log entry, read once on a miss. Unread is the newest log entry's count less the read
+//! pointer's.
 
 use std::collections::HashMap;
 
@@ -10,37 +17,95 @@ use scylla::value::CqlValue;
 use tokio::sync::OwnedMutexGuard;
 
 use super::exec::Write;
-use super::values::{as_u64, big, blob, text};
+use super::values::{as_u64, big, blob, int64, text};
 use super::{CassandraStore, FAN_OUT};
 use crate::buckets::{blob_id, inbox_bucket};
-use crate::owner::UserHead;
+use crate::owner::{ChatHead, UserHead};
 use crate::Result;
 
-/// A `chat_state` row: last message id, last seq, unread, read pointer (any may be null once
-/// the message TTL passed).
-pub(super) type ChatStateRow = (Option<Vec<u8>>, Option<i64>, Option<i64>, Option<i64>);
+/// A `chat_log` row: seq, message id, own flag, count from others (cells may be null once the
+/// message TTL passed).
+type LogRow = (i64, Option<Vec<u8>>, Option<bool>, Option<i64>);
 
-/// A reader's unread count and read pointer in a chat, as stored (null where unknown).
-pub(super) type View = (Option<i64>, Option<i64>);
+/// One entry of a reader's log of a chat.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct LogEntry {
+    /// The reader's inbox seq of the message.
+    pub(super) seq: Seq,
+    /// The message.
+    pub(super) id: MsgId,
+    /// The reader sent it.
+    pub(super) own: bool,
+    /// Messages from others the reader has had in the chat up to and including this one.
+    pub(super) from_others: u64,
+}
 
-/// Each reader's view of `msg`'s chat before it, read at once, except the sender's (sending
-/// resets it).
-pub(super) async fn views_before<'m>(
+impl LogEntry {
+    /// The entry a row holds; `None` for a row whose cells expired.
+    fn of(row: LogRow) -> Result<Option<LogEntry>> {
+        let (seq, id, own, from_others) = row;
+        let Some(id) = id else {
+            return Ok(None);
+        };
+        let id = blob_id(&id).ok_or_else(|| StoreError::corrupt("chat log id is not 16 bytes"))?;
+        Ok(Some(LogEntry {
+            seq: as_u64(seq),
+            id,
+            own: own.unwrap_or(false),
+            from_others: as_u64(from_others.unwrap_or(0)),
+        }))
+    }
+
+    /// The entry's seq and count, as the owner remembers them.
+    pub(super) fn head(&self) -> ChatHead {
+        ChatHead {
+            seq: self.seq,
+            from_others: self.from_others,
+        }
+    }
+}
+
+/// A read pointer: the seq a reader has read a chat up to, and the log's count there.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct ReadPtr {
+    /// The seq read up to.
+    pub(super) seq: Seq,
+    /// The chat log's count of messages from others at that seq.
+    pub(super) from_others: u64,
+}
+
+/// The newest log entry of `chat` for each reader of a message (`None`: their log of it is
+/// empty), from the owners' memory, or read at once where it is not remembered.
+pub(super) async fn chat_heads(
     s: &CassandraStore,
-    msg: &'m NewMessage,
-) -> Result<HashMap<&'m UserId, View>> {
-    let others: Vec<&UserId> = msg.readers.iter().filter(|r| **r != msg.from).collect();
-    let owned: Vec<UserId> = others.iter().map(|r| (*r).clone()).collect();
-    let states: Vec<Option<View>> = futures::stream::iter(owned)
-        .map(|r: UserId| s.unread_and_pointer(r, msg.chat.clone()))
+    msg: &NewMessage,
+    guards: &[(UserId, OwnedMutexGuard<UserHead>)],
+) -> Result<HashMap<UserId, Option<ChatHead>>> {
+    let chat = msg.chat.as_str();
+    let mut known = HashMap::new();
+    let mut missing = Vec::new();
+    for (user, guard) in guards {
+        if !msg.readers.contains(user) {
+            continue;
+        }
+        match guard.chat(chat) {
+            Some(head) => {
+                known.insert(user.clone(), head);
+            }
+            None => missing.push(user.clone()),
+        }
+    }
+    // A big group's first message after a restart reads a thousand: at once, not in turn.
+    let loaded: Vec<(UserId, Option<ChatHead>)> = futures::stream::iter(missing)
+        .map(|u| async move {
+            let newest = s.newest_in_chat(&u, &msg.chat).await?;
+            Ok::<_, StoreError>((u, newest.map(|e| e.head())))
+        })
         .buffered(FAN_OUT)
         .try_collect()
         .await?;
-    let mut before = HashMap::new();
-    for (r, state) in others.iter().zip(states) {
-        before.insert(*r, state.unwrap_or((None, None)));
-    }
-    Ok(before)
+    known.extend(loaded);
+    Ok(known)
 }
 
 /// The last seq given to each locked user, which the owner now remembers.
@@ -70,12 +135,14 @@ pub(super) async fn heads(
 }
 
 /// Gives every reader of `msg` (stored as `id`) the seq after their head, pointing at it, and
-/// moves their view of the chat: the writes, and each reader's seq.
+/// the next entry of their log of the chat, counting on from `chats` (which it moves on); the
+/// sender's read pointer moves to their message (writing in a chat reads it). Returns each
+/// reader's seq.
 pub(super) fn deliver(
     s: &CassandraStore,
     msg: &NewMessage,
     id: MsgId,
-    before: &HashMap<&UserId, View>,
+    chats: &mut HashMap<UserId, Option<ChatHead>>,
     heads: &mut HashMap<UserId, u64>,
     writes: &mut Vec<Write>,
 ) -> Vec<(UserId, Seq)> {
@@ -84,13 +151,9 @@ pub(super) fn deliver(
     for reader in &msg.readers {
         let seq = heads.get(reader).copied().unwrap_or(0) + 1;
         heads.insert(reader.clone(), seq);
-        // Writing in a chat reads it: the sender's own message clears their unread.
-        let (unread, read_seq) = if *reader == msg.from {
-            (0, seq)
-        } else {
-            let (u, r) = before.get(reader).copied().unwrap_or((None, None));
-            (as_u64(u.unwrap_or(0)) + 1, as_u64(r.unwrap_or(0)))
-        };
+        let own = *reader == msg.from;
+        let before = chats.get(reader).copied().flatten();
+        let from_others = before.map_or(0, |h| h.from_others) + u64::from(!own);
         let r = reader.as_str();
         writes.push(s.w(&s.st.head_set, vec![text(r), big(seq)]));
         writes.push(s.w(
@@ -105,17 +168,31 @@ pub(super) fn deliver(
             ],
         ));
         writes.push(s.w(
-            &s.st.state_put,
+            &s.st.log_insert,
             vec![
                 text(r),
                 text(chat),
-                blob(id),
                 big(seq),
-                big(unread),
-                big(read_seq),
+                blob(id),
+                CqlValue::Boolean(own),
+                big(from_others),
                 s.ttl(),
             ],
         ));
+        // The sender has read up to their own message. A reader whose log of the chat is empty
+        // (their first message in it, or all of it expired) starts at zero, as the count does:
+        // that row also lists the chat among theirs.
+        let ptr = if own {
+            Some(ReadPtr { seq, from_others })
+        } else if before.is_none() {
+            Some(ReadPtr::default())
+        } else {
+            None
+        };
+        if let Some(p) = ptr {
+            writes.push(s.ptr_write(reader, &msg.chat, p));
+        }
+        chats.insert(reader.clone(), Some(ChatHead { seq, from_others }));
         seqs.push((reader.clone(), seq));
     }
     seqs
@@ -165,20 +242,85 @@ impl CassandraStore {
         Ok(out)
     }
 
-    /// A reader's row of a chat, if they have one.
-    pub(super) async fn chat_state(
+    /// The newest entry of `user`'s log of `chat`, if it has one.
+    pub(super) async fn newest_in_chat(
         &self,
         user: &UserId,
         chat: &ChatKey,
-    ) -> Result<Option<ChatStateRow>> {
-        self.one(&self.st.state_get, (user.as_str(), chat.as_str()))
-            .await
+    ) -> Result<Option<LogEntry>> {
+        let row: Option<LogRow> = self
+            .one(&self.st.log_last, (user.as_str(), chat.as_str()))
+            .await?;
+        Ok(row.map(LogEntry::of).transpose()?.flatten())
     }
 
-    /// A reader's unread count and read pointer in a chat, if they have its row.
-    async fn unread_and_pointer(&self, user: UserId, chat: ChatKey) -> Result<Option<View>> {
-        let row = self.chat_state(&user, &chat).await?;
-        Ok(row.map(|(_, _, unread, read)| (unread, read)))
+    /// The newest entry of `user`'s log of `chat` at or before `seq`, if any.
+    pub(super) async fn log_at_or_before(
+        &self,
+        user: &UserId,
+        chat: &ChatKey,
+        seq: Seq,
+    ) -> Result<Option<LogEntry>> {
+        let row: Option<LogRow> = self
+            .one(
+                &self.st.log_at_or_before,
+                (user.as_str(), chat.as_str(), int64(seq)),
+            )
+            .await?;
+        Ok(row.map(LogEntry::of).transpose()?.flatten())
+    }
+
+    /// The entries of `user`'s log of `chat` with `from <= seq <= to`, oldest first, at most
+    /// `limit`.
+    pub(super) async fn log_range(
+        &self,
+        user: &UserId,
+        chat: &ChatKey,
+        from: Seq,
+        to: Seq,
+        limit: usize,
+    ) -> Result<Vec<LogEntry>> {
+        let rows: Vec<LogRow> = self
+            .rows(
+                &self.st.log_range,
+                (
+                    user.as_str(),
+                    chat.as_str(),
+                    int64(from),
+                    int64(to),
+                    limit.min(i32::MAX as usize) as i32,
+                ),
+            )
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            out.extend(LogEntry::of(row)?);
+        }
+        Ok(out)
+    }
+
+    /// `user`'s read pointer in `chat` (zero where there is none).
+    pub(super) async fn read_ptr(&self, user: &UserId, chat: &ChatKey) -> Result<ReadPtr> {
+        let row: Option<(Option<i64>, Option<i64>)> = self
+            .one(&self.st.ptr_get, (user.as_str(), chat.as_str()))
+            .await?;
+        Ok(row.map_or_else(ReadPtr::default, |(seq, n)| ReadPtr {
+            seq: as_u64(seq.unwrap_or(0)),
+            from_others: as_u64(n.unwrap_or(0)),
+        }))
+    }
+
+    /// The write that sets `user`'s read pointer in `chat`.
+    pub(super) fn ptr_write(&self, user: &UserId, chat: &ChatKey, ptr: ReadPtr) -> Write {
+        self.w(
+            &self.st.ptr_put,
+            vec![
+                text(user.as_str()),
+                text(chat.as_str()),
+                big(ptr.seq),
+                big(ptr.from_others),
+            ],
+        )
     }
 }
 
@@ -208,32 +350,34 @@ pub(super) async fn sync(
     ))
 }
 
-/// [`natter_store::Store::chats`].
+/// [`natter_store::Store::chats`]: the user's read pointers name their chats; each chat's
+/// newest log entry (read at once) gives its last message and, less the pointer's count, its
+/// unread count.
 pub(super) async fn chats(s: &CassandraStore, user: &UserId) -> Result<Vec<ChatSummary>> {
-    type StateRow = (String, Option<Vec<u8>>, Option<i64>, Option<i64>);
-    let rows: Vec<StateRow> = s.all(&s.st.state_all, (user.as_str(),)).await?;
-    let mut listed = Vec::new();
-    for (chat, last_id, last_seq, unread) in rows {
-        // A row whose last message expired with its TTL is no chat any more.
-        let Some(last) = last_id.as_deref().and_then(blob_id) else {
-            continue;
-        };
-        listed.push((ChatKey::from_stored(chat), last, last_seq, unread));
-    }
-    let keys = listed
-        .iter()
-        .map(|(c, id, _, _)| (c.clone(), *id))
-        .collect();
+    type PtrRow = (String, Option<i64>, Option<i64>);
+    let rows: Vec<PtrRow> = s.all(&s.st.ptrs_of, (user.as_str(),)).await?;
+    let newest: Vec<Option<(ChatKey, LogEntry, u64)>> = futures::stream::iter(rows)
+        .map(|(chat, _, read_count)| async move {
+            let chat = ChatKey::from_stored(chat);
+            let last = s.newest_in_chat(user, &chat).await?;
+            Ok::<_, StoreError>(last.map(|e| (chat, e, as_u64(read_count.unwrap_or(0)))))
+        })
+        .buffered(FAN_OUT)
+        .try_collect()
+        .await?;
+    // A chat whose log expired with its TTL is no chat any more.
+    let listed: Vec<(ChatKey, LogEntry, u64)> = newest.into_iter().flatten().collect();
+    let keys = listed.iter().map(|(c, e, _)| (c.clone(), e.id)).collect();
     let messages = s.messages_at(keys).await?;
     let mut out: Vec<ChatSummary> = listed
         .into_iter()
         .zip(messages)
-        .filter_map(|((chat, _, last_seq, unread), m)| {
+        .filter_map(|((chat, entry, read_count), m)| {
             m.map(|last| ChatSummary {
                 chat,
                 last,
-                last_seq: as_u64(last_seq.unwrap_or(0)),
-                unread: as_u64(unread.unwrap_or(0)),
+                last_seq: entry.seq,
+                unread: entry.from_others.saturating_sub(read_count),
             })
         })
         .collect();
@@ -241,8 +385,7 @@ pub(super) async fn chats(s: &CassandraStore, user: &UserId) -> Result<Vec<ChatS
     Ok(out)
 }
 
-/// [`natter_store::Store::in_chat`].
+/// [`natter_store::Store::in_chat`]: whether `user`'s log of `chat` has an entry.
 pub(super) async fn in_chat(s: &CassandraStore, user: &UserId, chat: &ChatKey) -> Result<bool> {
-    let row = s.chat_state(user, chat).await?;
-    Ok(row.is_some_and(|(last, ..)| last.is_some()))
+    Ok(s.newest_in_chat(user, chat).await?.is_some())
 }

@@ -1,4 +1,4 @@
-//! Messages: a send as one logged batch (message, inbox entries, chat states, dedup pair), a
+//! Messages: a send as one logged batch (message, inbox and chat log entries, dedup pair), a
 //! chat's history across its buckets, and the dedup memory of `(sender, cid)` pairs.
 
 use std::sync::atomic::Ordering;
@@ -16,8 +16,8 @@ use crate::buckets::{blob_id, id_blob, message_bucket, DEDUP_BUCKET_MS};
 use crate::{corrupt, storage, Result};
 
 /// [`natter_store::Store::append`]: under the locks of the sender and every reader, the
-/// message, its group or upload change, each reader's inbox entry and chat state, and the dedup
-/// pair, written in that order.
+/// message, its group or upload change, each reader's inbox head, inbox entry and chat log entry
+/// (and the sender's read pointer), and the dedup pair, written in that order.
 pub(super) async fn append(s: &CassandraStore, msg: NewMessage) -> Result<Appended> {
     let _permit = s
         .in_flight
@@ -45,9 +45,9 @@ pub(super) async fn append(s: &CassandraStore, msg: NewMessage) -> Result<Append
     if let Some(upload) = &msg.media {
         s.link_writes(upload, &msg.chat, id, &mut writes).await?;
     }
-    let before = inbox::views_before(s, &msg).await?;
+    let mut chats = inbox::chat_heads(s, &msg, &guards).await?;
     let mut heads = inbox::heads(s, &mut guards).await?;
-    let seqs = inbox::deliver(s, &msg, id, &before, &mut heads, &mut writes);
+    let seqs = inbox::deliver(s, &msg, id, &mut chats, &mut heads, &mut writes);
     // The dedup pair goes last: if a large send is cut by a crash, the client's resend is not
     // taken for a duplicate of a message some readers never got.
     if let Some(cid) = &msg.cid {
@@ -57,8 +57,15 @@ pub(super) async fn append(s: &CassandraStore, msg: NewMessage) -> Result<Append
     // The seqs are spent whether or not the write went through: a timed-out batch may still be
     // applied (Cassandra replays logged batches), and a seq must never be given twice. A failed
     // send leaves a gap, which `sync` steps over.
+    // A chat log entry is remembered only once written: after a failure it is read again, so
+    // the count goes on from what was stored, whichever way the batch went.
     for (user, guard) in guards.iter_mut() {
         guard.seq = heads.get(user).copied();
+        match (&written, chats.get(user)) {
+            (Ok(()), Some(head)) => guard.set_chat(msg.chat.as_str(), *head),
+            (Err(_), Some(_)) => guard.forget_chat(msg.chat.as_str()),
+            (_, None) => {}
+        }
     }
     written?;
     Ok(Appended {

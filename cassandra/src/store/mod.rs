@@ -82,7 +82,7 @@ impl CassandraStore {
         Ok(())
     }
 
-    /// The TTL of message, inbox, chat state and receipt rows (0: none).
+    /// The TTL of message, inbox, chat log and receipt rows (0: none).
     fn ttl(&self) -> CqlValue {
         CqlValue::Int(self.opts.message_ttl_secs.min(i32::MAX as u32) as i32)
     }

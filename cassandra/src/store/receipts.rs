@@ -10,7 +10,8 @@ use natter_types::{ChatKey, MsgId, Seq, UserId};
 use scylla::value::CqlValue;
 
 use super::exec::Write;
-use super::values::{as_u64, big, blob, text};
+use super::inbox::ReadPtr;
+use super::values::{blob, text};
 use super::{CassandraStore, FAN_OUT};
 use crate::buckets::id_blob;
 use crate::Result;
@@ -87,90 +88,90 @@ pub(super) async fn mark(s: &CassandraStore, marks: Vec<ReceiptMark>) -> Result<
     Ok(out)
 }
 
-/// [`natter_store::Store::read_upto`].
+/// [`natter_store::Store::read_upto`]: under the user's owner lock, the chat's newest log
+/// entry (remembered, or read), the read pointer, and the log entries the pointer passes; the
+/// messages from others among them are marked read and the pointer moves, in one batch.
 pub(super) async fn read_upto(
     s: &CassandraStore,
     user: &UserId,
     chat: &ChatKey,
     upto: Seq,
 ) -> Result<ReadOutcome> {
-    let _guard = s.owners.lock(&[user]).await;
-    let row = s.chat_state(user, chat).await?;
-    let Some((_, last_seq, unread, read_seq)) = row else {
+    let mut held = s.owners.lock(&[user]).await;
+    let Some((_, guard)) = held.first_mut() else {
         return Ok(ReadOutcome::default());
     };
-    let (last_seq, unread, read_seq) = (
-        as_u64(last_seq.unwrap_or(0)),
-        as_u64(unread.unwrap_or(0)),
-        as_u64(read_seq.unwrap_or(0)),
-    );
-    let upto = upto.min(last_seq);
-    if upto <= read_seq {
+    let last = match guard.chat(chat.as_str()) {
+        Some(head) => head,
+        None => {
+            let head = s.newest_in_chat(user, chat).await?.map(|e| e.head());
+            guard.set_chat(chat.as_str(), head);
+            head
+        }
+    };
+    let Some(last) = last else {
+        return Ok(ReadOutcome::default());
+    };
+    let ptr = s.read_ptr(user, chat).await?;
+    let upto = upto.min(last.seq);
+    if upto <= ptr.seq {
         return Ok(ReadOutcome {
             newly_read: Vec::new(),
-            unread,
-            read_seq,
+            unread: last.from_others.saturating_sub(ptr.from_others),
+            read_seq: ptr.seq,
         });
     }
-    let from_others = passed_from_others(s, user, chat, read_seq + 1, upto).await?;
-    let passed = from_others.len() as u64;
+    let passed = s
+        .log_range(user, chat, ptr.seq + 1, upto, READ_SCAN)
+        .await?;
+    // The count at `upto` is the newest entry's at or before it: the last one passed, unless
+    // the scan was cut short (then read), or none was passed (then the pointer's).
+    let at_upto = if passed.len() >= READ_SCAN {
+        s.log_at_or_before(user, chat, upto)
+            .await?
+            .map_or(ptr.from_others, |e| e.from_others)
+    } else {
+        passed.last().map_or(ptr.from_others, |e| e.from_others)
+    };
+    let from_others: Vec<MsgId> = passed.iter().filter(|e| !e.own).map(|e| e.id).collect();
     let levels = s
         .receipt_levels(
             from_others
                 .iter()
-                .map(|m| (chat.clone(), m.id, user.clone()))
+                .map(|id| (chat.clone(), *id, user.clone()))
                 .collect(),
         )
         .await?;
     let read = ReceiptStatus::Read as i32;
-    let mut newly = Vec::new();
-    let mut writes = Vec::new();
-    for (m, level) in from_others.into_iter().zip(levels) {
-        if level < read {
-            writes.push(s.receipt_write(chat, m.id, user, read));
-            newly.push(m);
-        }
-    }
+    let unread_ids: Vec<MsgId> = from_others
+        .into_iter()
+        .zip(levels)
+        .filter(|(_, level)| *level < read)
+        .map(|(id, _)| id)
+        .collect();
+    let mut writes: Vec<Write> = unread_ids
+        .iter()
+        .map(|id| s.receipt_write(chat, *id, user, read))
+        .collect();
+    let messages = s
+        .messages_at(unread_ids.iter().map(|id| (chat.clone(), *id)).collect())
+        .await?;
+    let mut newly: Vec<StoredMessage> = messages.into_iter().flatten().collect();
     trim_newly_read(&mut newly);
-    let unread = unread.saturating_sub(passed);
-    writes.push(s.w(
-        &s.st.state_read,
-        vec![
-            big(unread),
-            big(upto),
-            text(user.as_str()),
-            text(chat.as_str()),
-        ],
+    writes.push(s.ptr_write(
+        user,
+        chat,
+        ReadPtr {
+            seq: upto,
+            from_others: at_upto,
+        },
     ));
     s.write_all(writes).await?;
     Ok(ReadOutcome {
         newly_read: newly,
-        unread,
+        unread: last.from_others.saturating_sub(at_upto),
         read_seq: upto,
     })
-}
-
-/// The messages from others in `chat` at seqs `from..=to` of `user`'s inbox (at most
-/// [`READ_SCAN`] entries looked at), those still there.
-async fn passed_from_others(
-    s: &CassandraStore,
-    user: &UserId,
-    chat: &ChatKey,
-    from: Seq,
-    to: Seq,
-) -> Result<Vec<StoredMessage>> {
-    let entries = s.inbox_range(user, from, to, READ_SCAN).await?;
-    let keys: Vec<(ChatKey, MsgId)> = entries
-        .into_iter()
-        .filter(|(_, c, _)| c == chat)
-        .map(|(_, c, id)| (c, id))
-        .collect();
-    let messages = s.messages_at(keys).await?;
-    Ok(messages
-        .into_iter()
-        .flatten()
-        .filter(|m| m.from != *user)
-        .collect())
 }
 
 /// [`natter_store::Store::receipt`].

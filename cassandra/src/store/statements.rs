@@ -63,10 +63,13 @@ statements! {
     inbox_page: "SELECT seq, chat, id FROM inbox WHERE uid = ? AND bucket = ? AND seq >= ? AND seq <= ? LIMIT ?",
     head_set: "INSERT INTO inbox_heads (uid, seq) VALUES (?, ?)",
     head_get: "SELECT seq FROM inbox_heads WHERE uid = ?",
-    state_put: "INSERT INTO chat_state (uid, chat, last_id, last_seq, unread, read_seq) VALUES (?, ?, ?, ?, ?, ?) USING TTL ?",
-    state_get: "SELECT last_id, last_seq, unread, read_seq FROM chat_state WHERE uid = ? AND chat = ?",
-    state_all: "SELECT chat, last_id, last_seq, unread FROM chat_state WHERE uid = ?",
-    state_read: "UPDATE chat_state SET unread = ?, read_seq = ? WHERE uid = ? AND chat = ?",
+    log_insert: "INSERT INTO chat_log (uid, chat, seq, id, own, from_others) VALUES (?, ?, ?, ?, ?, ?) USING TTL ?",
+    log_last: "SELECT seq, id, own, from_others FROM chat_log WHERE uid = ? AND chat = ? LIMIT 1",
+    log_at_or_before: "SELECT seq, id, own, from_others FROM chat_log WHERE uid = ? AND chat = ? AND seq <= ? LIMIT 1",
+    log_range: "SELECT seq, id, own, from_others FROM chat_log WHERE uid = ? AND chat = ? AND seq >= ? AND seq <= ? ORDER BY seq ASC LIMIT ?",
+    ptr_put: "INSERT INTO read_ptrs (uid, chat, read_seq, from_others) VALUES (?, ?, ?, ?)",
+    ptr_get: "SELECT read_seq, from_others FROM read_ptrs WHERE uid = ? AND chat = ?",
+    ptrs_of: "SELECT chat, read_seq, from_others FROM read_ptrs WHERE uid = ?",
     dedup_get: "SELECT chat, id, ts FROM dedup WHERE sender = ? AND cid = ?",
     dedup_insert: "INSERT INTO dedup (sender, cid, chat, id, ts) VALUES (?, ?, ?, ?, ?) USING TTL ?",
     dedup_delete: "DELETE FROM dedup WHERE sender = ? AND cid = ?",
@@ -108,7 +111,11 @@ statements! {
     // A removed user's own state, partition by partition.
     inbox_drop: "DELETE FROM inbox WHERE uid = ? AND bucket = ?",
     head_drop: "DELETE FROM inbox_heads WHERE uid = ?",
+    // `chat_state` is no longer written (schema version 2 moved it): a removed user's old rows
+    // still go, so nothing of theirs is left behind.
     state_drop: "DELETE FROM chat_state WHERE uid = ?",
+    log_drop: "DELETE FROM chat_log WHERE uid = ? AND chat = ?",
+    ptr_drop: "DELETE FROM read_ptrs WHERE uid = ?",
     dedup_drop: "DELETE FROM dedup WHERE sender = ?",
 }
 

@@ -72,7 +72,7 @@ pub(super) async fn users(s: &CassandraStore) -> Result<Vec<UserId>> {
 }
 
 /// [`natter_store::Store::remove_user`]: the account, then its devices' push state, its own
-/// inbox and chat state, and its place in groups, in logged batches.
+/// inbox, chat logs and read pointers, and its place in groups, in logged batches.
 pub(super) async fn remove_user(s: &CassandraStore, user: &UserId) -> Result<bool> {
     let removed = s.lwt(&s.st.user_delete, (user.as_str(),)).await?;
     let mut writes = device_writes(s, user).await?;
@@ -87,13 +87,26 @@ pub(super) async fn remove_user(s: &CassandraStore, user: &UserId) -> Result<boo
             vec![text(user.as_str()), CqlValue::BigInt(bucket)],
         ));
     }
-    for stmt in [&s.st.head_drop, &s.st.state_drop, &s.st.dedup_drop] {
+    // Every chat log of the user has a read pointer (a reader's first message in a chat
+    // writes one), so the pointers name the logs to drop.
+    type PtrRow = (String, Option<i64>, Option<i64>);
+    let chats: Vec<PtrRow> = s.all(&s.st.ptrs_of, (user.as_str(),)).await?;
+    for (chat, _, _) in chats {
+        writes.push(s.w(&s.st.log_drop, vec![text(user.as_str()), text(&chat)]));
+    }
+    for stmt in [
+        &s.st.head_drop,
+        &s.st.ptr_drop,
+        &s.st.state_drop,
+        &s.st.dedup_drop,
+    ] {
         writes.push(s.w(stmt, vec![text(user.as_str())]));
     }
     leave_groups(s, user, &mut writes).await?;
     s.write_all(writes).await?;
     if let Some((_, head)) = held.first_mut() {
         head.seq = Some(0);
+        head.forget_chats();
     }
     Ok(removed)
 }
