@@ -113,8 +113,14 @@ impl Server {
 
     /// Starts natter with its data directory at `data` (e.g. on a small disk).
     pub fn start_on_data_dir(data: &Path) -> Server {
+        Self::start_on_data_dir_with(data, "")
+    }
+
+    /// Starts natter with its data in `data` and `extra` TOML appended to the test config.
+    pub fn start_on_data_dir_with(data: &Path, extra: &str) -> Server {
         let mut s = Self::unstarted();
         s.data = Some(data.to_owned());
+        s.extra = extra.into();
         s.spawn();
         s
     }
