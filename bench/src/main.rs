@@ -681,7 +681,7 @@ async fn group(
         ms(h.value_at_quantile(0.99)),
         ms(h.max())
     );
-    println!("store writes    1 transaction (1 fsync) per send: 1 message row + {members} inbox rows + {members} seq heads + {members} chat rows");
+    println!("store writes    1 transaction (1 fsync) per send (embedded store): 1 message row + {members} inbox entries + {members} chat log entries");
     println!(
         "json            {}",
         json!({"scenario": "group", "members": members, "sends": sends, "incomplete": incomplete,
