@@ -14,6 +14,19 @@ async fn embedded_store_passes_the_conformance_suite() {
     conformance::run_all(Arc::new(store)).await;
 }
 
+/// Opens the store at `path` again once the one dropped before has let go of it (its writer
+/// thread holds the database until its channel closes); at most 10 s.
+async fn reopen(path: &std::path::Path) -> EmbeddedStore {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match EmbeddedStore::open(path, EmbeddedOptions::default()) {
+            Ok(s) => return s,
+            Err(e) if std::time::Instant::now() > deadline => panic!("store not re-opened: {e}"),
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_survive_reopening_the_store() {
     let dir = tempfile::tempdir().unwrap();
@@ -26,13 +39,7 @@ async fn messages_survive_reopening_the_store() {
             .await
             .unwrap();
     }
-    // The writer thread holds the database until its channel closes; give it a moment to go.
-    let store = loop {
-        match EmbeddedStore::open(&path, EmbeddedOptions::default()) {
-            Ok(s) => break s,
-            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
-        }
-    };
+    let store = reopen(&path).await;
     let (items, _) = store.sync(&b, 0, 10).await.unwrap();
     assert_eq!(items.len(), 1);
     assert_eq!(items[0].message.content.body, "kept");
@@ -58,12 +65,7 @@ async fn a_checkpointed_store_reopens_with_everything() {
             .await
             .unwrap();
     }
-    let store = loop {
-        match EmbeddedStore::open(&path, EmbeddedOptions::default()) {
-            Ok(s) => break s,
-            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
-        }
-    };
+    let store = reopen(&path).await;
     let (items, more) = store.sync(&b, 0, 1000).await.unwrap();
     assert_eq!((items.len(), more), (401, false));
     assert_eq!(items[399].message.cid.as_deref(), Some("c399"));
