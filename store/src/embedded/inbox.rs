@@ -118,12 +118,12 @@ pub(super) async fn chats(store: &EmbeddedStore, user: &UserId) -> Result<Vec<Ch
     store
         .read(move |snap, t| {
             let prefix = Key::name(user.as_str()).done();
+            let end = prefix_end(&prefix);
             let mut out = Vec::new();
             let mut from = prefix.clone();
             loop {
                 // The first key at or after `from` names the next chat.
-                let Some(first) = rows_in(snap, &t.chat_log, &from, &prefix_end(&prefix)).next()
-                else {
+                let Some(first) = rows_in(snap, &t.chat_log, &from, &end).next() else {
                     break;
                 };
                 let (k, _) = first?;
@@ -142,11 +142,7 @@ pub(super) async fn chats(store: &EmbeddedStore, user: &UserId) -> Result<Vec<Ch
                     unread: entry.from_others.saturating_sub(ptr.from_others),
                     chat,
                 });
-                // Past every key of this chat: its prefix ends with a NUL, so 0x01 follows all.
-                from = uc;
-                if let Some(end) = from.last_mut() {
-                    *end = 1;
-                }
+                from = prefix_end(&uc);
             }
             out.sort_by_key(|c| std::cmp::Reverse(c.last.id));
             Ok(out)
@@ -154,7 +150,8 @@ pub(super) async fn chats(store: &EmbeddedStore, user: &UserId) -> Result<Vec<Ch
         .await
 }
 
-/// The first key past every key that starts with `prefix` (a name prefix, ending in NUL).
+/// The first key past every key that starts with `prefix` (a name prefix, ending in NUL: 0x01
+/// in its place sorts after all of them).
 fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     let mut end = prefix.to_vec();
     if let Some(last) = end.last_mut() {

@@ -115,15 +115,17 @@ fn remove_under(tx: &mut Tx<'_>, ks: &super::db::Ks, user: &UserId) -> Result<()
     Ok(())
 }
 
-/// A removed user's devices get no more notifications: their tokens and jobs go.
+/// A removed user's devices get no more notifications: their tokens (with the rows that say
+/// who owns each) and jobs go.
 fn forget_devices(tx: &mut Tx<'_>, t: &Tables, user: &UserId) -> Result<()> {
-    let tokens: Vec<PushToken> = rows(&*tx, &t.push_tokens, &Key::name(user.as_str()).done())
-        .map(|row| row.and_then(|(_, v)| from_json(&v)))
-        .collect::<Result<_>>()?;
-    for token in &tokens {
+    let tokens: Vec<(fjall::Slice, PushToken)> =
+        rows(&*tx, &t.push_tokens, &Key::name(user.as_str()).done())
+            .map(|row| row.and_then(|(k, v)| Ok((k, from_json(&v)?))))
+            .collect::<Result<_>>()?;
+    for (key, token) in &tokens {
+        tx.remove(&t.push_tokens, key.clone());
         drop_owner(tx, t, token);
     }
-    remove_under(tx, &t.push_tokens, user)?;
     remove_under(tx, &t.push_jobs, user)
 }
 
