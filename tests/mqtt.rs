@@ -11,7 +11,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{connect, free_port, metric, Server, WAIT};
+use common::{connect, free_port, metric, packet, string, varint, Server, WAIT};
 use rumqttc::v5::mqttbytes::v5::{Packet, PublishProperties, SubscribeReasonCode};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions};
@@ -25,29 +25,6 @@ fn anonymous(port: u16) -> String {
 }
 
 // ---- a hand-written MQTT client ----
-
-fn varint(mut n: usize, out: &mut Vec<u8>) {
-    loop {
-        let b = (n % 128) as u8;
-        n /= 128;
-        out.push(if n > 0 { b | 0x80 } else { b });
-        if n == 0 {
-            break;
-        }
-    }
-}
-
-fn string(s: &str, out: &mut Vec<u8>) {
-    out.extend((s.len() as u16).to_be_bytes());
-    out.extend(s.as_bytes());
-}
-
-fn packet(header: u8, body: &[u8]) -> Vec<u8> {
-    let mut p = vec![header];
-    varint(body.len(), &mut p);
-    p.extend(body);
-    p
-}
 
 /// A CONNECT: MQTT 5 when `v5`, else 3.1.1; no credentials, keepalive 30 s.
 fn connect_packet(v5: bool, client_id: &str, clean: bool, session_expiry: Option<u32>) -> Vec<u8> {

@@ -916,33 +916,43 @@ impl Drop for Redis {
     }
 }
 
-/// An MQTT 3.1.1 CONNECT packet (clean session, user name and password).
-fn connect_packet(client_id: &str, user: &str, password: &str, keepalive: u16) -> Vec<u8> {
-    fn string(v: &mut Vec<u8>, s: &str) {
-        v.extend((s.len() as u16).to_be_bytes());
-        v.extend(s.as_bytes());
-    }
-    let mut body = Vec::new();
-    string(&mut body, "MQTT");
-    body.push(4); // 3.1.1
-    body.push(0xC2); // username, password, clean session
-    body.extend(keepalive.to_be_bytes());
-    string(&mut body, client_id);
-    string(&mut body, user);
-    string(&mut body, password);
-    let mut packet = vec![0x10];
-    // The remaining length, 7 bits a byte.
-    let mut len = body.len();
+/// Appends `n` as an MQTT variable byte integer (7 bits a byte).
+pub fn varint(mut n: usize, out: &mut Vec<u8>) {
     loop {
-        let byte = (len % 128) as u8;
-        len /= 128;
-        packet.push(if len > 0 { byte | 0x80 } else { byte });
-        if len == 0 {
+        let b = (n % 128) as u8;
+        n /= 128;
+        out.push(if n > 0 { b | 0x80 } else { b });
+        if n == 0 {
             break;
         }
     }
-    packet.extend(body);
-    packet
+}
+
+/// Appends `s` as an MQTT string (two length bytes, then UTF-8).
+pub fn string(s: &str, out: &mut Vec<u8>) {
+    out.extend((s.len() as u16).to_be_bytes());
+    out.extend(s.as_bytes());
+}
+
+/// A whole packet: the fixed header byte, the remaining length, `body`.
+pub fn packet(header: u8, body: &[u8]) -> Vec<u8> {
+    let mut p = vec![header];
+    varint(body.len(), &mut p);
+    p.extend(body);
+    p
+}
+
+/// An MQTT 3.1.1 CONNECT packet (clean session, user name and password).
+fn connect_packet(client_id: &str, user: &str, password: &str, keepalive: u16) -> Vec<u8> {
+    let mut body = Vec::new();
+    string("MQTT", &mut body);
+    body.push(4); // 3.1.1
+    body.push(0xC2); // username, password, clean session
+    body.extend(keepalive.to_be_bytes());
+    string(client_id, &mut body);
+    string(user, &mut body);
+    string(password, &mut body);
+    packet(0x10, &body)
 }
 
 /// The CONNACK return code of an MQTT 3.1.1 CONNECT (clean session) sent by hand from the
