@@ -172,6 +172,10 @@ pub struct Builder {
 
     /// QUIC(max_idle_timeout)
     pub idle_timeout: Duration,
+
+    /// WebSocket: the `Origin` values a handshake may carry (compared exactly, ASCII case
+    /// folded); empty allows any. A handshake without `Origin` (not a browser) is allowed.
+    pub ws_allowed_origins: Vec<String>,
 }
 
 impl Default for Builder {
@@ -242,6 +246,8 @@ impl Builder {
             collect_cert_info: false,
 
             idle_timeout: Duration::from_secs(90),
+
+            ws_allowed_origins: Vec::new(),
         }
     }
 
@@ -468,6 +474,12 @@ impl Builder {
     /// Enables collection of TLS certificate metadata for connected clients
     pub fn collect_cert_info(mut self, collect_cert_info: bool) -> Self {
         self.collect_cert_info = collect_cert_info;
+        self
+    }
+
+    /// Sets the `Origin` values a WebSocket handshake may carry (empty: any)
+    pub fn ws_allowed_origins(mut self, origins: Vec<String>) -> Self {
+        self.ws_allowed_origins = origins;
         self
     }
 
@@ -876,7 +888,9 @@ where
             return Err(anyhow!("Protocol mismatch: Expected WS listener"));
         }
 
-        match tokio::time::timeout(self.cfg.handshake_timeout, accept_hdr_async(self.socket, on_handshake))
+        match tokio::time::timeout(self.cfg.handshake_timeout, accept_hdr_async(self.socket, |req: &Request, resp| {
+            on_handshake(req, resp, &self.cfg.ws_allowed_origins)
+        }))
             .await
         {
             Ok(Ok(ws_stream)) => {
@@ -911,7 +925,9 @@ where
             self.cfg.collect_cert_info,
         );
 
-        match tokio::time::timeout(self.cfg.handshake_timeout, accept_hdr_async(tls_s, on_handshake)).await {
+        match tokio::time::timeout(self.cfg.handshake_timeout, accept_hdr_async(tls_s, |req: &Request, resp| {
+            on_handshake(req, resp, &self.cfg.ws_allowed_origins)
+        })).await {
             Ok(Ok(ws_stream)) => {
                 Ok(Dispatcher::new(WsStream::new(ws_stream), self.remote_addr, cert_info, self.cfg.clone()))
             }
@@ -954,32 +970,55 @@ where
 
 #[allow(clippy::result_large_err)]
 #[cfg(feature = "ws")]
-/// Validates WebSocket handshake requests for MQTT protocol
-fn on_handshake(req: &Request, mut response: Response) -> std::result::Result<Response, ErrorResponse> {
-    const PROTOCOL_ERROR: &str = "Missing required 'Sec-WebSocket-Protocol: mqtt' header";
-    let mqtt_protocol = req
-        .headers()
-        .get("Sec-WebSocket-Protocol")
-        .ok_or_else(|| ErrorResponse::new(Some(PROTOCOL_ERROR.into())))?
-        .to_str()
-        .map_err(|_| ErrorResponse::new(Some(PROTOCOL_ERROR.into())))?;
-    match mqtt_protocol {
-        "mqtt" => {
-            response.headers_mut().append(
-                "Sec-WebSocket-Protocol",
-                "mqtt".parse().map_err(|_| ErrorResponse::new(Some("InvalidHeaderValue".into())))?,
-            );
-        }
-        "mqttv3.1" => {
-            response.headers_mut().append(
-                "Sec-WebSocket-Protocol",
-                "mqttv3.1".parse().map_err(|_| ErrorResponse::new(Some("InvalidHeaderValue".into())))?,
-            );
-        }
-        _ => {
-            return Err(ErrorResponse::new(Some(PROTOCOL_ERROR.into())));
+/// Validates WebSocket handshake requests for MQTT protocol.
+///
+/// `Sec-WebSocket-Protocol` is a comma-separated list (RFC 6455 §4.1): the first of `mqtt`
+/// and `mqttv3.1` it offers is chosen. A request that offers none is answered
+/// `400 Bad Request`; one that offers no subprotocol at all is accepted without one. An
+/// `Origin` outside a non-empty `allowed_origins` is answered `403 Forbidden`.
+fn on_handshake(
+    req: &Request,
+    mut response: Response,
+    allowed_origins: &[String],
+) -> std::result::Result<Response, ErrorResponse> {
+    // tungstenite refuses to send an error response whose status is a success.
+    fn refuse(status: u16, why: &str) -> ErrorResponse {
+        let mut resp = ErrorResponse::new(Some(why.into()));
+        *resp.status_mut() = tokio_tungstenite::tungstenite::http::StatusCode::from_u16(status)
+            .unwrap_or(tokio_tungstenite::tungstenite::http::StatusCode::BAD_REQUEST);
+        resp
+    }
+    if !allowed_origins.is_empty() {
+        if let Some(origin) = req.headers().get("Origin") {
+            let allowed = origin
+                .to_str()
+                .is_ok_and(|o| allowed_origins.iter().any(|a| a.eq_ignore_ascii_case(o)));
+            if !allowed {
+                return Err(refuse(403, "Origin not allowed"));
+            }
         }
     }
+    let offered: Vec<&str> = req
+        .headers()
+        .get_all("Sec-WebSocket-Protocol")
+        .iter()
+        .map(|v| v.to_str().map_err(|_| refuse(400, "Sec-WebSocket-Protocol is not text")))
+        .collect::<std::result::Result<Vec<_>, _>>()?
+        .into_iter()
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect();
+    if offered.is_empty() {
+        return Ok(response);
+    }
+    let Some(chosen) = offered.iter().find(|p| matches!(**p, "mqtt" | "mqttv3.1")) else {
+        return Err(refuse(400, "Sec-WebSocket-Protocol must offer mqtt (or mqttv3.1)"));
+    };
+    response.headers_mut().append(
+        "Sec-WebSocket-Protocol",
+        chosen.parse().map_err(|_| refuse(500, "InvalidHeaderValue"))?,
+    );
     Ok(response)
 }
 
