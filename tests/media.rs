@@ -626,6 +626,44 @@ async fn a_mime_type_off_the_allowlist_is_refused() {
 }
 
 #[tokio::test]
+async fn an_svg_with_a_script_downloads_as_a_sandboxed_attachment_never_as_a_page() {
+    // An operator who allows `image/*` allows SVG, which can carry script: served inline it
+    // would run as a page of natter's origin (stored XSS).
+    let s = Server::start_with_users("[media]\nmime_types = [\"image/*\"]\n", &["alice"]);
+    let mut alice = s.online("alice", "phone").await;
+    let svg =
+        br#"<svg xmlns="http://www.w3.org/2000/svg"><script>alert(document.domain)</script></svg>"#;
+    let id = upload(&mut alice, "image/svg+xml", svg).await;
+    let png = upload(&mut alice, "image/png", &picture(64)).await;
+    let headers = |url: &str| {
+        let resp = agent().get(url).call().unwrap();
+        let h = |n: &str| {
+            resp.headers()
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned()
+        };
+        (
+            resp.status().as_u16(),
+            h("content-disposition"),
+            h("content-security-policy"),
+            h("x-content-type-options"),
+        )
+    };
+    let (status, disposition, csp, nosniff) = headers(&media_url(&mut alice, &id).await.unwrap());
+    assert_eq!(status, 200);
+    assert_eq!(disposition, "attachment");
+    assert!(csp.split(';').any(|d| d.trim() == "sandbox"), "{csp}");
+    assert!(csp.contains("default-src 'none'"), "{csp}");
+    assert_eq!(nosniff, "nosniff");
+    // A photo still shows in the chat, under the same sandbox.
+    let (status, disposition, csp, _) = headers(&media_url(&mut alice, &png).await.unwrap());
+    assert_eq!((status, disposition.as_str()), (200, "inline"));
+    assert!(csp.contains("sandbox"), "{csp}");
+}
+
+#[tokio::test]
 async fn a_send_with_media_that_is_not_the_senders_is_refused() {
     let s = Server::with_users(&["alice", "bob"]);
     let mut alice = s.online("alice", "phone").await;

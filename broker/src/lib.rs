@@ -317,6 +317,9 @@ impl Broker {
             // Aliases 1..=MAX_TOPIC_ALIASES are accepted from MQTT 5 clients (CONNACK says so);
             // 0 or above is DISCONNECT 0x94 (third_party/rmqtt).
             .max_topic_aliases(MAX_TOPIC_ALIASES)
+            // Browsers' pages from other origins (`mqtt.ws_origins`; empty: any), checked in the
+            // WebSocket handshake (third_party/rmqtt-net).
+            .ws_allowed_origins(m.ws_origins.clone())
     }
 
     /// Binds every listener, installs the hooks and starts serving.

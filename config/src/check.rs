@@ -41,3 +41,32 @@ pub(crate) fn empty_or_http_url(key: &str, s: &str) -> Result<(), ConfigError> {
     }
     Ok(())
 }
+
+/// Refuses a list of web origins at `key` unless each is `http(s)://host[:port]`, as a browser
+/// writes it in `Origin` (no path, no trailing slash, no user info); `allow_any` also lets the
+/// list be exactly `["*"]`.
+pub(crate) fn web_origins(key: &str, list: &[String], allow_any: bool) -> Result<(), ConfigError> {
+    if allow_any && list.len() == 1 && list[0] == "*" {
+        return Ok(());
+    }
+    let expected = if allow_any {
+        "origins such as \"https://chat.example.com\" or \"http://localhost:3000\" (scheme, host, optional port; no path), or [\"*\"] alone"
+    } else {
+        "origins such as \"https://chat.example.com\" or \"http://localhost:3000\" (scheme, host, optional port; no path)"
+    };
+    for (i, o) in list.iter().enumerate() {
+        let host = o
+            .strip_prefix("https://")
+            .or_else(|| o.strip_prefix("http://"));
+        let ok = host.is_some_and(|h| {
+            !h.is_empty()
+                && h.bytes().all(|b| {
+                    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']')
+                })
+        });
+        if !ok {
+            return invalid(&format!("{key}[{i}]"), format!("{o:?}"), expected);
+        }
+    }
+    Ok(())
+}

@@ -1,4 +1,4 @@
-//! `[http]`: the HTTP API's listener, admin token and connection bounds.
+//! `[http]`: the HTTP API's listener, admin token, connection bounds and CORS origins.
 //!
 //! Validation checks the values only; it must never bind the listener or write the admin token
 //! (`natter serve` does both).
@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use serde::Deserialize;
 
 use crate::addr::addr;
-use crate::check::at_least_one;
+use crate::check::{at_least_one, web_origins};
 use crate::ConfigError;
 
 /// The HTTP API: tokens, admin, health.
@@ -29,6 +29,10 @@ pub struct HttpConfig {
     pub idle_timeout_secs: u64,
     /// HTTP connections open at once; more wait in the listen backlog until one closes.
     pub max_connections: usize,
+    /// Web origins whose pages may call the API and the local media URLs from a browser
+    /// (CORS), such as `"https://chat.example.com"`; `["*"]` allows any origin. Empty (the
+    /// default): no cross-origin access; the web client natter serves itself needs none.
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for HttpConfig {
@@ -39,15 +43,17 @@ impl Default for HttpConfig {
             header_timeout_secs: 10,
             idle_timeout_secs: 60,
             max_connections: 1024,
+            cors_origins: Vec::new(),
         }
     }
 }
 
 impl HttpConfig {
-    /// Checks `[http]`: every timeout and bound is at least 1.
+    /// Checks `[http]`: every timeout and bound is at least 1, every CORS origin an origin.
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         at_least_one("http.header_timeout_secs", self.header_timeout_secs)?;
         at_least_one("http.idle_timeout_secs", self.idle_timeout_secs)?;
-        at_least_one("http.max_connections", self.max_connections as u64)
+        at_least_one("http.max_connections", self.max_connections as u64)?;
+        web_origins("http.cors_origins", &self.cors_origins, true)
     }
 }

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use crate::addr::{addr, opt_addr};
-use crate::check::{at_least_one, in_range, invalid};
+use crate::check::{at_least_one, in_range, invalid, web_origins};
 use crate::ConfigError;
 
 /// MQTT listeners and per-connection bounds.
@@ -23,6 +23,11 @@ pub struct MqttConfig {
     /// MQTT over WebSocket (path `/mqtt`); absent or empty turns it off.
     #[serde(deserialize_with = "opt_addr")]
     pub ws: Option<SocketAddr>,
+    /// Web origins whose pages may open MQTT over WebSocket (`ws` and `mqtt.tls.wss`), such as
+    /// `"https://chat.example.com"`: a handshake from a page of another origin is answered
+    /// 403. Empty (the default): any origin. Clients that are not browsers send no `Origin`
+    /// and are never refused by it.
+    pub ws_origins: Vec<String>,
     /// Most connections accepted at once, per listener.
     pub max_connections: usize,
     /// Largest MQTT packet accepted, in bytes; a bigger one breaks MQTT and closes the connection.
@@ -58,6 +63,7 @@ impl Default for MqttConfig {
         MqttConfig {
             tcp: SocketAddr::from(([127, 0, 0, 1], 1883)),
             ws: Some(SocketAddr::from(([127, 0, 0, 1], 8083))),
+            ws_origins: Vec::new(),
             max_connections: 100_000,
             max_packet_size: 1024 * 1024,
             min_keepalive: 0,
@@ -104,6 +110,7 @@ impl MqttConfig {
             1024..=u64::MAX,
             "at least 1024",
         )?;
+        web_origins("mqtt.ws_origins", &self.ws_origins, false)?;
         self.check_tls_listeners()?;
         self.check_sessions()?;
         self.check_retained()

@@ -117,6 +117,47 @@ fn http_and_upload_bounds_are_checked_key_by_key() {
 }
 
 #[test]
+fn web_origins_must_be_origins_and_star_stands_alone() {
+    for (text, key, value) in [
+        (
+            "[mqtt]\nws_origins = [\"chat.example.com\"]\n",
+            "mqtt.ws_origins[0]",
+            "chat.example.com",
+        ),
+        ("[mqtt]\nws_origins = [\"*\"]\n", "mqtt.ws_origins[0]", "*"),
+        (
+            "[http]\ncors_origins = [\"https://a.example/app\"]\n",
+            "http.cors_origins[0]",
+            "/app",
+        ),
+        (
+            "[http]\ncors_origins = [\"https://a.example\", \"*\"]\n",
+            "http.cors_origins[1]",
+            "*",
+        ),
+        (
+            "[http]\ncors_origins = [\"https://\"]\n",
+            "http.cors_origins[0]",
+            "https://",
+        ),
+    ] {
+        let e = parse_err(text);
+        assert!(
+            e.contains(key) && e.contains(value) && e.contains("origins such as"),
+            "{e}"
+        );
+    }
+    let ok = Config::parse(
+        "[mqtt]\nws_origins = [\"https://chat.example.com\", \"http://localhost:3000\"]\n\
+         [http]\ncors_origins = [\"*\"]\n",
+        "x",
+    )
+    .unwrap();
+    assert_eq!(ok.mqtt.ws_origins.len(), 2);
+    assert_eq!(ok.http.cors_origins, ["*"]);
+}
+
+#[test]
 fn a_cassandra_store_is_configured_and_checked_key_by_key() {
     let ok = Config::parse(
         "[store]\nbackend = \"cassandra\"\n[store.cassandra]\n\

@@ -159,6 +159,32 @@ fn byte_range(header: Option<&str>, size: u64) -> Result<Option<std::ops::Range<
     Ok(Some(range))
 }
 
+/// The policy of every download: a file opened as a page of natter's origin runs nothing,
+/// loads nothing and is a sandboxed (unique) origin, whatever its type claims.
+const MEDIA_CSP: &str =
+    "sandbox; default-src 'none'; img-src 'self' data:; media-src 'self'; style-src 'unsafe-inline'";
+
+/// Whether a download of type `mime` is shown inline: only the passive types a chat app
+/// shows (images, video, audio), never a type that can carry script or markup (SVG, anything
+/// `+xml`, HTML); the rest is an attachment, so an upload never renders as a page of this
+/// origin.
+fn shown_inline(mime: &str) -> bool {
+    let essence = mime
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let Some((kind, sub)) = essence.split_once('/') else {
+        return false;
+    };
+    matches!(kind, "image" | "video" | "audio")
+        && !sub.is_empty()
+        && !sub.contains("svg")
+        && !sub.contains("xml")
+        && !sub.contains("html")
+}
+
 /// `GET /v1/media/{id}?exp&sig`: the bytes, with the type they were announced as; one `Range`
 /// is served as a 206.
 pub(super) async fn media_get(
@@ -191,12 +217,11 @@ pub(super) async fn media_get(
         .download(&rec, range.clone())
         .await
         .map_err(transfer_error)?;
-    // Only what a chat app shows inline is shown inline; the rest downloads, so an upload can
-    // never run as a page of this origin.
-    let inline = ["image/", "video/", "audio/"]
-        .iter()
-        .any(|p| rec.mime.starts_with(p));
-    let disposition = if inline { "inline" } else { "attachment" };
+    let disposition = if shown_inline(&rec.mime) {
+        "inline"
+    } else {
+        "attachment"
+    };
     let (status, length) = match &range {
         Some(r) => (StatusCode::PARTIAL_CONTENT, r.end - r.start),
         None => (StatusCode::OK, rec.size),
@@ -208,6 +233,7 @@ pub(super) async fn media_get(
             (header::CONTENT_LENGTH, length.to_string()),
             (header::CONTENT_DISPOSITION, disposition.to_owned()),
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
+            (header::CONTENT_SECURITY_POLICY, MEDIA_CSP.to_owned()),
             (header::CACHE_CONTROL, "private, max-age=3600".to_owned()),
             (header::ACCEPT_RANGES, "bytes".to_owned()),
         ],
@@ -225,6 +251,32 @@ pub(super) async fn media_get(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_passive_media_is_shown_inline() {
+        for inline in [
+            "image/png",
+            "IMAGE/JPEG",
+            "video/mp4",
+            "audio/ogg; codecs=opus",
+        ] {
+            assert!(shown_inline(inline), "{inline}");
+        }
+        for attached in [
+            "image/svg+xml",
+            "Image/SVG+XML; charset=utf-8",
+            "text/html",
+            "application/xhtml+xml",
+            "text/xml",
+            "image/x-weird+xml",
+            "application/pdf",
+            "image/",
+            "image",
+            "",
+        ] {
+            assert!(!shown_inline(attached), "{attached}");
+        }
+    }
 
     #[test]
     fn a_range_header_picks_bytes_inside_the_file() {

@@ -1,10 +1,12 @@
 //! The HTTP API: `POST /v1/token`, `/v1/admin/users…` (bearer admin token), `/healthz`,
 //! `/readyz`, `/metrics` (Prometheus text) and `/v1/media/{id}` (signed upload and download
 //! URLs of the local media backend), served by natter's own accept loop with header and idle
-//! timeouts and a cap on connections ([`serve`]).
+//! timeouts and a cap on connections ([`serve`]); pages of the origins in `http.cors_origins`
+//! may call them from a browser.
 
 mod accounts;
 mod conn;
+mod cors;
 mod media;
 
 use std::sync::Arc;
@@ -31,13 +33,18 @@ const MAX_BODY: usize = 16 * 1024;
 
 /// The API's routes. Every refusal, axum's included, is an [`ApiError`]: unknown routes and
 /// methods answer through the fallbacks, bad bodies, paths and queries through the extractors.
-pub fn router(bridge: Arc<Bridge>, admin_token: String, metrics: PrometheusHandle) -> Router {
+pub fn router(
+    bridge: Arc<Bridge>,
+    admin_token: String,
+    metrics: PrometheusHandle,
+    cors_origins: &[String],
+) -> Router {
     let state = AppState {
         bridge,
         admin_token: admin_token.into(),
         metrics,
     };
-    Router::new()
+    let routes = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
@@ -64,7 +71,11 @@ pub fn router(bridge: Arc<Bridge>, admin_token: String, metrics: PrometheusHandl
         // After every route: it is set on the routes there are.
         .method_not_allowed_fallback(api_error::method_not_allowed)
         .fallback(api_error::not_found)
-        .with_state(state)
+        .with_state(state);
+    match cors::layer(cors_origins) {
+        Some(cors) => routes.layer(cors),
+        None => routes,
+    }
 }
 
 /// Ready when the store answers and, where presence is shared, Redis does: a load balancer
