@@ -149,7 +149,7 @@ pub trait HookManager: Sync + Send {
         &self,
         connect_info: &ConnectInfo,
         allow_anonymous: bool,
-    ) -> (ConnectAckReason, Superuser, Option<AuthInfo>);
+    ) -> (ConnectAckReason, Superuser, Option<AuthInfo>, Option<String>);
 
     /// Triggered when a CONNACK is about to be sent to the client.
     ///
@@ -713,7 +713,7 @@ impl HookManager for DefaultHookManager {
         &self,
         connect_info: &ConnectInfo,
         allow_anonymous: bool,
-    ) -> (ConnectAckReason, Superuser, Option<AuthInfo>) {
+    ) -> (ConnectAckReason, Superuser, Option<AuthInfo>, Option<String>) {
         let proto_ver = connect_info.proto_ver();
         let ok = || match proto_ver {
             MQTT_LEVEL_31 => ConnectAckReason::V3(v3::ConnectAckReason::ConnectionAccepted),
@@ -724,7 +724,7 @@ impl HookManager for DefaultHookManager {
 
         log::debug!("{:?} username: {:?}", connect_info.id(), connect_info.username());
         if connect_info.username().is_none() && allow_anonymous {
-            return (ok(), false, None);
+            return (ok(), false, None, None);
         }
 
         let result = self.exec(Type::ClientAuthenticate, Parameter::ClientAuthenticate(connect_info)).await;
@@ -733,12 +733,26 @@ impl HookManager for DefaultHookManager {
             Some(HookResult::AuthResult(AuthResult::BadUsernameOrPassword)) => (true, false),
             Some(HookResult::AuthResult(AuthResult::NotAuthorized)) => (false, true),
             Some(HookResult::AuthResult(AuthResult::Allow(superuser, auth_info))) => {
-                return (ok(), superuser, auth_info)
+                return (ok(), superuser, auth_info, None)
+            }
+            Some(HookResult::AuthResult(AuthResult::Refused(code, reason))) => {
+                let code = match proto_ver {
+                    MQTT_LEVEL_5 => ConnectAckReason::V5(code),
+                    _ => ConnectAckReason::V3(match code {
+                        v5::ConnectAckReason::ClientIdentifierNotValid => v3::ConnectAckReason::IdentifierRejected,
+                        v5::ConnectAckReason::BadUserNameOrPassword => v3::ConnectAckReason::BadUserNameOrPassword,
+                        v5::ConnectAckReason::ServerUnavailable | v5::ConnectAckReason::ServerBusy => {
+                            v3::ConnectAckReason::ServiceUnavailable
+                        }
+                        _ => v3::ConnectAckReason::NotAuthorized,
+                    }),
+                };
+                return (code, false, None, reason);
             }
             _ => {
                 //or AuthResult::NotFound
                 if allow_anonymous {
-                    return (ok(), false, None);
+                    return (ok(), false, None, None);
                 } else {
                     (false, true)
                 }
@@ -755,6 +769,7 @@ impl HookManager for DefaultHookManager {
                 },
                 false,
                 None,
+                None,
             );
         }
 
@@ -768,10 +783,11 @@ impl HookManager for DefaultHookManager {
                 },
                 false,
                 None,
+                None,
             );
         }
 
-        (ok(), false, None)
+        (ok(), false, None, None)
     }
 
     ///When sending mqtt:: connectack message

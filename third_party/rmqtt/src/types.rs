@@ -438,6 +438,9 @@ pub enum AuthResult {
     NotFound,
     BadUsernameOrPassword,
     NotAuthorized,
+    /// Refused with this MQTT 5 CONNACK reason code (3.1.1 clients get the nearest return
+    /// code) and, for MQTT 5 clients, this reason string.
+    Refused(ConnectAckReasonV5, Option<String>),
 }
 
 /// Result of checking whether a publish message has expired.

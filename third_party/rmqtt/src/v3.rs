@@ -234,7 +234,7 @@ async fn _handshake(
     }
 
     //hook, client authenticate
-    let (ack, superuser, auth_info) =
+    let (ack, superuser, auth_info, _reason) =
         scx.extends.hook_mgr().client_authenticate(&connect_info, listen_cfg.allow_anonymous).await;
     if !ack.success() {
         return Err((ack, anyhow!("Authentication failed")));

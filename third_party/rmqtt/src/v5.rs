@@ -94,7 +94,9 @@ where
         let (state, keep_alive) = match handshake(&scx, &mut sink, lid).await {
             Ok(c) => c,
             Err((ack_code, e)) => {
-                refused_ack(&scx, &mut sink, None, ack_code, e.to_string()).await?;
+                // Only the authentication hook's own words go to the client, never an internal error.
+                let reason_string = e.downcast_ref::<AuthRefused>().map(|r| r.0.clone());
+                refused_ack(&scx, &mut sink, None, ack_code, e.to_string(), reason_string).await?;
                 if let Err(e) = sink.close().await {
                     log::info!("{lid} close io error, {e}");
                 }
@@ -274,10 +276,13 @@ async fn _handshake(
     }
 
     //hook, client authenticate
-    let (ack, superuser, auth_info) =
+    let (ack, superuser, auth_info, reason) =
         scx.extends.hook_mgr().client_authenticate(&connect_info, listen_cfg.allow_anonymous).await;
     if !ack.success() {
-        return Err((ack, anyhow!("Authentication failed")));
+        return Err((ack, match reason {
+            Some(reason) => anyhow::Error::new(AuthRefused(reason)),
+            None => anyhow!("Authentication failed"),
+        }));
     }
 
     let mut entry = match { scx.extends.shared().await.entry(id.clone()) }.try_lock().await {
@@ -455,6 +460,7 @@ async fn refused_ack<Io>(
     connect_info: Option<&ConnectInfo>,
     ack_code: ConnectAckReason,
     reason: String,
+    reason_string: Option<String>,
 ) -> Result<()>
 where
     Io: AsyncRead + AsyncWrite + Unpin,
@@ -476,5 +482,22 @@ where
     } else {
         ConnectAckReasonV5::ServerUnavailable
     };
-    sink.send_connect_ack(ConnectAck { reason_code, ..Default::default() }).await
+    sink.send_connect_ack(ConnectAck {
+        reason_code,
+        reason_string: reason_string.map(Into::into),
+        ..Default::default()
+    })
+    .await
 }
+
+/// The reason string an authentication hook gave for refusing a CONNECT (`AuthResult::Refused`).
+#[derive(Debug)]
+struct AuthRefused(String);
+
+impl std::fmt::Display for AuthRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for AuthRefused {}
