@@ -128,22 +128,22 @@ async fn every_credential_case_gets_its_connack_code_in_both_mqtt_versions() {
             "client id without device",
             "alice",
             "alice-pw",
-            V3::NotAuthorized,
-            V5::NotAuthorized,
+            V3::BadClientId,
+            V5::ClientIdentifierNotValid,
         ),
         (
             "client id with a bad device",
             "alice:ph/one",
             "alice-pw",
-            V3::NotAuthorized,
-            V5::NotAuthorized,
+            V3::BadClientId,
+            V5::ClientIdentifierNotValid,
         ),
         (
             "client id of another user",
             "bob:phone",
             "alice-pw",
-            V3::NotAuthorized,
-            V5::NotAuthorized,
+            V3::BadClientId,
+            V5::ClientIdentifierNotValid,
         ),
     ];
     for (what, client_id, password, v3, v5) in &cases {
@@ -175,6 +175,63 @@ async fn every_credential_case_gets_its_connack_code_in_both_mqtt_versions() {
         V3::NotAuthorized,
         "3.1.1: no username"
     );
+}
+
+/// Sends an MQTT 5 CONNECT by hand and returns the CONNACK's reason code and reason string.
+async fn connack_v5_reason(port: u16, client_id: &str, user: &str, password: &str) -> (u8, String) {
+    use common::{packet, string, varint};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut body = Vec::new();
+    string("MQTT", &mut body);
+    body.push(5);
+    body.push(0xC2); // user name, password, clean start
+    body.extend(30u16.to_be_bytes());
+    varint(0, &mut body); // no properties
+    string(client_id, &mut body);
+    string(user, &mut body);
+    string(password, &mut body);
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    s.write_all(&packet(0x10, &body)).await.unwrap();
+    let mut got = Vec::new();
+    tokio::time::timeout(WAIT, s.read_to_end(&mut got))
+        .await
+        .expect("CONNACK and close in time")
+        .unwrap();
+    assert_eq!(got[0], 0x20, "a CONNACK: {got:?}");
+    // Fixed header (remaining length < 128 here), flags, reason code, properties length.
+    let code = got[3];
+    let props = &got[5..];
+    let mut at = 0;
+    while at < props.len() {
+        let id = props[at];
+        if id == 0x1F {
+            let len = u16::from_be_bytes([props[at + 1], props[at + 2]]) as usize;
+            let text = String::from_utf8(props[at + 3..at + 3 + len].to_vec()).unwrap();
+            return (code, text);
+        }
+        panic!("unexpected CONNACK property {id:#x}");
+    }
+    (code, String::new())
+}
+
+#[tokio::test]
+async fn a_client_id_off_the_rule_is_refused_with_a_reason_that_names_the_rule() {
+    let s = Server::start();
+    s.add_user("alice", "alice-pw");
+    // MQTT.js makes up `mqttjs_…` when a page sets no client id.
+    for client_id in ["mqttjs_3f2a9c1b", "bob:phone", "alice:", "alice:ph one"] {
+        let (code, reason) = connack_v5_reason(s.mqtt, client_id, "alice", "alice-pw").await;
+        assert_eq!(code, 0x85, "{client_id}: client identifier not valid");
+        assert!(
+            reason.contains("client id must be \"alice:DEVICE\""),
+            "{client_id}: {reason}"
+        );
+    }
+    // A wrong password is still only a wrong password, with no words to learn from.
+    let (code, reason) = connack_v5_reason(s.mqtt, "alice:phone", "alice", "nope").await;
+    assert_eq!((code, reason.as_str()), (0x86, ""));
 }
 
 #[tokio::test]

@@ -16,7 +16,9 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use natter_types::Client;
-use rmqtt::codec::v5::{PublishAckReason, SubscribeAckReason};
+use rmqtt::codec::v5::{
+    ConnectAckReason as ConnectAckReasonV5, PublishAckReason, SubscribeAckReason,
+};
 use rmqtt::context::ServerContext;
 use rmqtt::hook::{Handler, HookResult, Parameter, ReturnType, Type};
 use rmqtt::session::Session;
@@ -174,6 +176,20 @@ fn will_topic(ci: &ConnectInfo) -> Option<String> {
     })
 }
 
+/// What an MQTT 5 client whose client id breaks the rule is told (CONNACK `0x85`'s reason
+/// string; MQTT 3.1.1 clients get return code 2, identifier rejected).
+fn client_id_rule(username: Option<&str>) -> String {
+    match username.filter(|u| natter_types::UserId::new(u).is_ok()) {
+        Some(u) => format!(
+            "client id must be \"{u}:DEVICE\": the user name, ':', then a device name of 1 to 64 \
+             letters, digits, '_' or '-'"
+        ),
+        None => "client id must be \"USER:DEVICE\" with USER the MQTT user name, and a user \
+                 name is required"
+            .to_owned(),
+    }
+}
+
 fn auth(r: AuthResult) -> ReturnType {
     (false, Some(HookResult::AuthResult(r)))
 }
@@ -212,6 +228,20 @@ impl Hooks {
     /// bridge), then the user's device limit, in that order (a wrong password learns nothing).
     async fn authenticate(&self, ci: &ConnectInfo) -> ReturnType {
         let client = Client::parse(ci.client_id());
+        let username = ci.username().map(|u| u.as_ref());
+        // The client-id rule is public (docs/protocol.md): saying which part is wrong tells an
+        // attacker nothing, and saves a developer whose library made up a client id an hour.
+        if username.is_some()
+            && client
+                .as_ref()
+                .is_none_or(|c| Some(c.user.as_str()) != username)
+        {
+            tracing::info!(client = %ci.client_id(), "CONNECT refused: client id is not {{user}}:{{device}}");
+            return auth(AuthResult::Refused(
+                ConnectAckReasonV5::ClientIdentifierNotValid,
+                Some(client_id_rule(username)),
+            ));
+        }
         if let Some(t) = will_topic(ci) {
             let allowed = client
                 .as_ref()
@@ -221,7 +251,6 @@ impl Hooks {
                 return auth(AuthResult::NotAuthorized);
             }
         }
-        let username = ci.username().map(|u| u.as_ref());
         let password = ci.password().map(|p| p.as_ref());
         let remote = ci.id().remote_addr.map(|a| a.ip());
         let verdict = self
