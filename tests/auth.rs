@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use common::{connect_with, http, options, Server, WAIT};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use rumqttc::v5::mqttbytes::v5::ConnectReturnCode as V5;
-use serde_json::json;
+use serde_json::{json, Value};
 
 /// Connects over MQTT 3.1.1 and returns the CONNACK return code.
 async fn connack_v311(
@@ -202,18 +202,15 @@ async fn connack_v5_reason(port: u16, client_id: &str, user: &str, password: &st
     assert_eq!(got[0], 0x20, "a CONNACK: {got:?}");
     // Fixed header (remaining length < 128 here), flags, reason code, properties length.
     let code = got[3];
-    let props = &got[5..];
-    let mut at = 0;
-    while at < props.len() {
-        let id = props[at];
-        if id == 0x1F {
-            let len = u16::from_be_bytes([props[at + 1], props[at + 2]]) as usize;
-            let text = String::from_utf8(props[at + 3..at + 3 + len].to_vec()).unwrap();
-            return (code, text);
+    // The only property natter puts in a refusal is the reason string (0x1F).
+    match &got[5..] {
+        [] => (code, String::new()),
+        [0x1F, hi, lo, text @ ..] => {
+            let len = u16::from_be_bytes([*hi, *lo]) as usize;
+            (code, String::from_utf8(text[..len].to_vec()).unwrap())
         }
-        panic!("unexpected CONNACK property {id:#x}");
+        other => panic!("unexpected CONNACK properties {other:?}"),
     }
-    (code, String::new())
 }
 
 #[tokio::test]
@@ -277,7 +274,111 @@ async fn the_token_endpoint_refuses_wrong_passwords() {
         Some(json!({"user": "alice", "password": "alice-pw"})),
     );
     assert_eq!(status, 200);
-    assert!(body["expires"].as_u64().unwrap() > now() + 3600);
+    // Access tokens are short-lived (an hour by default); the refresh token keeps a client in.
+    let expires = body["expires"].as_u64().unwrap();
+    assert!(expires > now() + 3000 && expires <= now() + 3600, "{body}");
+    assert!(body["refresh_expires"].as_u64().unwrap() > now() + 29 * 86_400);
+}
+
+/// `POST /v1/token/refresh` with `refresh`: the status and body.
+fn refresh(s: &Server, refresh: &Value) -> (u16, Value) {
+    http(
+        "POST",
+        &s.http_url("/v1/token/refresh"),
+        None,
+        Some(json!({ "refresh_token": refresh })),
+    )
+}
+
+/// Alice signs in with her password: the access token and the refresh token.
+fn sign_in(s: &Server, password: &str) -> (String, Value) {
+    let (status, body) = http(
+        "POST",
+        &s.http_url("/v1/token"),
+        None,
+        Some(json!({"user": "alice", "password": password})),
+    );
+    assert_eq!(status, 200, "{body}");
+    let token = body["token"].as_str().unwrap().to_owned();
+    (token, body["refresh_token"].clone())
+}
+
+#[tokio::test]
+async fn a_refresh_token_keeps_a_client_signed_in_once_per_token_and_a_reused_one_ends_it() {
+    let s = Server::start();
+    s.add_user("alice", "alice-pw");
+    let (_, r1) = sign_in(&s, "alice-pw");
+    let (status, next) = refresh(&s, &r1);
+    assert_eq!(status, 200, "{next}");
+    let token = next["token"].as_str().unwrap();
+    assert_eq!(
+        connack_v5(s.mqtt, "alice:web", "alice", token).await,
+        V5::Success
+    );
+    let r2 = next["refresh_token"].clone();
+    assert_ne!(r1, r2, "each use gives a new refresh token");
+    // The first one was used: whoever holds a copy of it (a thief, or the client sending it
+    // twice) ends the session, so the rightful holder's next refresh fails too and she signs
+    // in again.
+    let (status, body) = refresh(&s, &r1);
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (401, &json!("bad_refresh_token"))
+    );
+    let (status, _) = refresh(&s, &r2);
+    assert_eq!(status, 401, "the session ended");
+
+    // Signing out ends a session; another one of hers goes on.
+    let (_, phone) = sign_in(&s, "alice-pw");
+    let (_, laptop) = sign_in(&s, "alice-pw");
+    let (status, _) = http(
+        "POST",
+        &s.http_url("/v1/token/revoke"),
+        None,
+        Some(json!({ "refresh_token": laptop })),
+    );
+    assert_eq!(status, 204);
+    assert_eq!(refresh(&s, &laptop).0, 401);
+    let (status, body) = refresh(&s, &phone);
+    assert_eq!(status, 200);
+    let phone = body["refresh_token"].clone();
+
+    // A password change ends every session; garbage is refused the same way.
+    let (status, _) = http(
+        "PUT",
+        &s.http_url("/v1/admin/users/alice/password"),
+        Some(common::ADMIN_TOKEN),
+        Some(json!({"password": "new-pw"})),
+    );
+    assert_eq!(status, 204);
+    assert_eq!(refresh(&s, &phone).0, 401);
+    for junk in [json!("nrt1.x.y.alice"), json!(""), json!("a".repeat(5000))] {
+        assert_eq!(refresh(&s, &junk).0, 401, "{junk}");
+    }
+    // And a removed account's sessions go with it.
+    let (_, r) = sign_in(&s, "new-pw");
+    let (ok, _, err) = s.cli(&["user", "remove", "alice"], "");
+    assert!(ok, "{err}");
+    assert_eq!(refresh(&s, &r).0, 401);
+}
+
+#[tokio::test]
+async fn refresh_tokens_survive_a_restart_and_can_be_turned_off() {
+    let mut s = Server::start();
+    s.add_user("alice", "alice-pw");
+    let (_, r) = sign_in(&s, "alice-pw");
+    s.restart();
+    assert_eq!(refresh(&s, &r).0, 200, "sessions are in the store");
+    let off = Server::start_with("[auth]\nrefresh_ttl_secs = 0\n");
+    off.add_user("alice", "alice-pw");
+    let (status, body) = http(
+        "POST",
+        &off.http_url("/v1/token"),
+        None,
+        Some(json!({"user": "alice", "password": "alice-pw"})),
+    );
+    assert_eq!(status, 200);
+    assert!(body.get("refresh_token").is_none(), "{body}");
 }
 
 #[tokio::test]

@@ -87,7 +87,7 @@ struct Claims {
 /// The generation of an account's credentials: a digest of its password hash, which changes
 /// (a fresh salt) with every password change and every account, even one re-created under
 /// the same name. It reveals nothing of the password.
-fn generation(user: &UserRecord) -> String {
+pub(crate) fn generation(user: &UserRecord) -> String {
     let d = Sha256::digest(user.password_hash.as_bytes());
     d[..12].iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -28,6 +28,7 @@ mod push;
 mod receipts;
 mod requests;
 mod send;
+pub mod sessions;
 mod typing;
 pub mod users;
 mod wire;

@@ -110,6 +110,11 @@ pub const MIGRATIONS: &[&[&str]] = &[&[
     // `chat_state` (version 1) is copied into these two by `move_data` and no longer used.
     "CREATE TABLE IF NOT EXISTS read_ptrs (uid text, chat text, read_seq bigint, \
      from_others bigint, PRIMARY KEY (uid, chat))",
+], &[
+    // Version 3: refresh grants, one row per signed-in session (only the SHA-256 of its current
+    // token), with a TTL to when it lapses unless used.
+    "CREATE TABLE IF NOT EXISTS refresh_grants (uid text, family text, token_hash text, \
+     generation text, expires_ms bigint, PRIMARY KEY (uid, family))",
 ]];
 
 /// The schema version this natter writes.

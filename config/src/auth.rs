@@ -15,8 +15,15 @@ use crate::ConfigError;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
-    /// Lifetime of tokens from `POST /v1/token`, in seconds.
+    /// Lifetime of the access tokens `POST /v1/token` and `/v1/token/refresh` issue, in
+    /// seconds. Short: a client keeps itself signed in with its refresh token.
     pub token_ttl_secs: u64,
+    /// How long a refresh token stays usable unless used, in seconds; each use gives a new one
+    /// with a fresh lifetime. 0: no refresh tokens (clients sign in with the password again).
+    pub refresh_ttl_secs: u64,
+    /// Signed-in sessions (refresh tokens) one user may hold; a new sign-in past it ends the
+    /// session that would lapse soonest.
+    pub max_refresh_tokens_per_user: usize,
     /// Key that signs natter's own tokens (HS256). Empty: `{data_dir}/token.key`, made at first
     /// start.
     pub token_key_file: String,
@@ -45,7 +52,9 @@ pub struct AuthConfig {
 impl Default for AuthConfig {
     fn default() -> Self {
         AuthConfig {
-            token_ttl_secs: 24 * 3600,
+            token_ttl_secs: 3600,
+            refresh_ttl_secs: 30 * 24 * 3600,
+            max_refresh_tokens_per_user: 32,
             token_key_file: String::new(),
             trusted_issuers: Vec::new(),
             leeway_secs: 30,
@@ -92,6 +101,10 @@ impl AuthConfig {
 
     fn check_tokens(&self) -> Result<(), ConfigError> {
         at_least_one("auth.token_ttl_secs", self.token_ttl_secs)?;
+        at_least_one(
+            "auth.max_refresh_tokens_per_user",
+            self.max_refresh_tokens_per_user as u64,
+        )?;
         in_range(
             "auth.leeway_secs",
             self.leeway_secs,

@@ -1,11 +1,12 @@
-//! Accounts over HTTP: `POST /v1/token` and the admin API (`/v1/admin/users…`, bearer admin
-//! token).
+//! Accounts over HTTP: `POST /v1/token`, `/v1/token/refresh` and `/v1/token/revoke`, and the
+//! admin API (`/v1/admin/users…`, bearer admin token).
 
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
+use natter_bridge::sessions::{SessionError, SignedIn};
 use natter_bridge::users::{self, UserError};
 use natter_types::UserId;
 use serde::Deserialize;
@@ -89,8 +90,61 @@ pub(super) async fn token(
         .await
         .map_err(UserError::from)?;
     let user = checked.ok_or_else(bad_credentials)?;
-    let (token, expires) = issue(&s, &user)?;
-    Ok(Json(json!({"token": token, "expires": expires})))
+    let signed_in = s.bridge.sign_in(&user).await?;
+    Ok(Json(signed_in_body(&signed_in)))
+}
+
+/// The answer to a sign-in or a refresh: the access token and, when refresh tokens are on, the
+/// next refresh token.
+fn signed_in_body(s: &SignedIn) -> serde_json::Value {
+    let mut body = json!({"token": s.token, "expires": s.expires});
+    if let Some((refresh, until)) = &s.refresh {
+        body["refresh_token"] = json!(refresh);
+        body["refresh_expires"] = json!(until);
+    }
+    body
+}
+
+impl From<SessionError> for ApiError {
+    fn from(e: SessionError) -> ApiError {
+        match e {
+            SessionError::Invalid => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "bad_refresh_token", e)
+            }
+            SessionError::Store(_) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e)
+            }
+            SessionError::Issue(_) => {
+                tracing::error!(error = %crate::report(&e), "cannot issue a token");
+                ApiError::internal(e)
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub(super) struct RefreshRequest {
+    refresh_token: String,
+}
+
+/// `POST /v1/token/refresh`: the refresh token for a new access token and the next refresh
+/// token (the one presented stops working).
+pub(super) async fn refresh(
+    State(s): State<AppState>,
+    ApiJson(req): ApiJson<RefreshRequest>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let signed_in = s.bridge.refresh(&req.refresh_token).await?;
+    Ok(Json(signed_in_body(&signed_in)))
+}
+
+/// `POST /v1/token/revoke`: signs the refresh token's session out. Always 204, as RFC 7009
+/// answers: a token that was not valid is signed out too.
+pub(super) async fn revoke(
+    State(s): State<AppState>,
+    ApiJson(req): ApiJson<RefreshRequest>,
+) -> Result<StatusCode, ApiError> {
+    s.bridge.sign_out(&req.refresh_token).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 pub(super) async fn list_users(

@@ -49,6 +49,8 @@ pub fn router(
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .route("/v1/token", post(accounts::token))
+        .route("/v1/token/refresh", post(accounts::refresh))
+        .route("/v1/token/revoke", post(accounts::revoke))
         .route(
             "/v1/admin/users",
             get(accounts::list_users).post(accounts::add_user),

@@ -14,7 +14,7 @@ use natter_types::{ChatKey, DeviceId, MediaId, UserId};
 
 use crate::{
     Content, GroupRecord, MediaRecord, MediaState, Member, NewMessage, PushJob, PushPlatform,
-    PushToken, ReceiptMark, ReceiptStatus, Store, UserRecord,
+    PushToken, ReceiptMark, ReceiptStatus, RefreshGrant, Rotation, Store, UserRecord,
 };
 use natter_types::GroupId;
 
@@ -58,6 +58,8 @@ pub async fn run_all(store: Arc<dyn Store>) {
     history_is_newest_first_and_pages_by_id(&*store).await;
     chats_list_last_message_and_unread(&*store).await;
     dedup_purge_forgets_old_cids(&*store).await;
+    a_refresh_token_rotates_once_and_a_reused_one_ends_the_session(&*store).await;
+    refresh_grants_are_bounded_per_user_and_go_with_the_user(&*store).await;
     a_group_changes_with_its_system_message(&*store).await;
     receipts_are_raised_once(&*store).await;
     the_read_pointer_moves_forward_and_counts_down_unread(&*store).await;
@@ -162,6 +164,118 @@ fn token(u: &UserId, device: &str, t: &str) -> PushToken {
 }
 
 /// Push tokens: one per device, one device per token, dead ones forgotten.
+fn grant(user: &UserId, family: &str, hash: &str, expires_ms: u64) -> RefreshGrant {
+    RefreshGrant {
+        user: user.clone(),
+        family: family.into(),
+        token_hash: hash.into(),
+        generation: "g1".into(),
+        expires_ms,
+    }
+}
+
+/// A far future, Unix ms.
+const LATER: u64 = 4_000_000_000_000;
+
+pub async fn a_refresh_token_rotates_once_and_a_reused_one_ends_the_session(store: &dyn Store) {
+    let u = user("rf-rotate");
+    store
+        .refresh_save(grant(&u, "f1", "h1", LATER), 10)
+        .await
+        .unwrap();
+    let now = 1_000;
+    // The current token rotates, once.
+    let r = store
+        .refresh_rotate(&u, "f1", "h1", "h2", LATER, now)
+        .await
+        .unwrap();
+    assert_eq!(r, Rotation::Rotated(grant(&u, "f1", "h1", LATER)));
+    // The old one again: it leaked (or was sent twice); the session ends for both holders.
+    let r = store
+        .refresh_rotate(&u, "f1", "h1", "h3", LATER, now)
+        .await
+        .unwrap();
+    assert_eq!(r, Rotation::Reused);
+    let r = store
+        .refresh_rotate(&u, "f1", "h2", "h4", LATER, now)
+        .await
+        .unwrap();
+    assert_eq!(r, Rotation::Unknown, "the grant is gone");
+    // Another user cannot use the family name.
+    store
+        .refresh_save(grant(&u, "f2", "k1", LATER), 10)
+        .await
+        .unwrap();
+    let other = user("rf-other");
+    let r = store
+        .refresh_rotate(&other, "f2", "k1", "k2", LATER, now)
+        .await
+        .unwrap();
+    assert_eq!(r, Rotation::Unknown);
+    // A lapsed grant rotates no more.
+    let r = store
+        .refresh_rotate(&u, "f2", "k1", "k2", LATER, LATER + 1)
+        .await
+        .unwrap();
+    assert_eq!(r, Rotation::Unknown);
+    // Sign-out needs the current token.
+    store
+        .refresh_save(grant(&u, "f3", "m1", LATER), 10)
+        .await
+        .unwrap();
+    assert!(!store.refresh_revoke(&u, "f3", "wrong").await.unwrap());
+    assert!(store.refresh_revoke(&u, "f3", "m1").await.unwrap());
+    let r = store
+        .refresh_rotate(&u, "f3", "m1", "m2", LATER, now)
+        .await
+        .unwrap();
+    assert_eq!(r, Rotation::Unknown);
+}
+
+pub async fn refresh_grants_are_bounded_per_user_and_go_with_the_user(store: &dyn Store) {
+    let u = user("rf-bound");
+    let rec = UserRecord {
+        id: u.clone(),
+        password_hash: "x".into(),
+        created_ms: 1,
+    };
+    assert!(store.create_user(rec).await.unwrap());
+    // Three sessions allowed: the fourth pushes out the one that lapses soonest.
+    for (i, exp) in [
+        (1, LATER + 30),
+        (2, LATER + 10),
+        (3, LATER + 20),
+        (4, LATER + 40),
+    ] {
+        let g = grant(&u, &format!("f{i}"), &format!("h{i}"), exp);
+        store.refresh_save(g, 3).await.unwrap();
+    }
+    let now = 1_000;
+    let gone = store
+        .refresh_rotate(&u, "f2", "h2", "x", LATER, now)
+        .await
+        .unwrap();
+    assert_eq!(gone, Rotation::Unknown, "the soonest to lapse made room");
+    for i in [1, 3, 4] {
+        let (f, h) = (format!("f{i}"), format!("h{i}"));
+        let r = store
+            .refresh_rotate(&u, &f, &h, &format!("n{i}"), LATER, now)
+            .await
+            .unwrap();
+        assert!(matches!(r, Rotation::Rotated(_)), "f{i}: {r:?}");
+    }
+    assert!(store.remove_user(&u).await.unwrap());
+    let r = store
+        .refresh_rotate(&u, "f1", "n1", "x", LATER, now)
+        .await
+        .unwrap();
+    assert_eq!(
+        r,
+        Rotation::Unknown,
+        "a removed user's sessions go with her"
+    );
+}
+
 pub async fn a_push_token_has_one_owner(store: &dyn Store) {
     let (p, q) = (user("pt-alice"), user("pt-bob"));
     store.push_register(token(&p, "phone", "t1")).await.unwrap();

@@ -274,6 +274,27 @@ pub trait Store: Send + Sync + 'static {
     /// then each message). Returns the record as it was, if known.
     async fn media_expire(&self, id: &MediaId) -> Result<Option<MediaRecord>>;
 
+    // Refresh grants (`POST /v1/token/refresh`).
+
+    /// Saves a new session's grant. The user's lapsed grants are dropped and, past
+    /// `max_per_user`, those that lapse soonest, so a user's grants stay bounded.
+    async fn refresh_save(&self, grant: RefreshGrant, max_per_user: usize) -> Result<()>;
+    /// Replaces the current token `token_hash` of `user`'s grant `family` by `next_hash`, to
+    /// lapse at `expires_ms`, in one step: of two calls with the same token, one rotates and
+    /// the other finds it [`Rotation::Reused`]. A grant lapsed at `now_ms` is
+    /// [`Rotation::Unknown`].
+    async fn refresh_rotate(
+        &self,
+        user: &UserId,
+        family: &str,
+        token_hash: &str,
+        next_hash: &str,
+        expires_ms: u64,
+        now_ms: u64,
+    ) -> Result<Rotation>;
+    /// Drops `user`'s grant `family` if `token_hash` is its current token; `false` otherwise.
+    async fn refresh_revoke(&self, user: &UserId, family: &str, token_hash: &str) -> Result<bool>;
+
     /// Called once at a clean shutdown, after the last write: leaves the store so that the
     /// next start is quick. The embedded store writes what its memory tables hold into its
     /// sorted files, so that opening it replays no journal; Cassandra has nothing to do.

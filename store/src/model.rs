@@ -327,3 +327,34 @@ pub struct MediaRecord {
     #[serde(default)]
     pub sent_in: Vec<(ChatKey, MsgId)>,
 }
+
+/// One signed-in session's refresh grant: the chain of refresh tokens that replace each other
+/// as they are used. Only the SHA-256 of the current token is kept, with the account's
+/// credential generation it was granted under (a password change ends it) and when it lapses
+/// unless used again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshGrant {
+    /// Whose session.
+    pub user: UserId,
+    /// The session's id (random, server-made), the same for every token of the chain.
+    pub family: String,
+    /// SHA-256 of the current token's secret, lowercase hex.
+    pub token_hash: String,
+    /// The account's credential generation when the session began.
+    pub generation: String,
+    /// When it lapses, Unix ms.
+    pub expires_ms: u64,
+}
+
+/// What [`crate::Store::refresh_rotate`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rotation {
+    /// The token was the current one: the grant as it was before (it now holds the next
+    /// token).
+    Rotated(RefreshGrant),
+    /// The grant holds another token: this one was used before (it leaked, or a client sent it
+    /// twice). The grant is dropped, so neither token works any more.
+    Reused,
+    /// No such grant, or it lapsed.
+    Unknown,
+}

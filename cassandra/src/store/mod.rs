@@ -15,6 +15,7 @@ mod media;
 mod messages;
 mod push;
 mod receipts;
+mod refresh;
 mod statements;
 mod users;
 mod values;
@@ -25,8 +26,8 @@ use std::sync::{Arc, Mutex as StdMutex};
 use async_trait::async_trait;
 use natter_store::{
     Appended, ChatSummary, GroupRecord, InboxItem, MediaRecord, MediaState, NewMessage, PushJob,
-    PushPlatform, PushToken, ReadOutcome, ReceiptMark, ReceiptStatus, Store, StoredMessage,
-    UserRecord,
+    PushPlatform, PushToken, ReadOutcome, ReceiptMark, ReceiptStatus, RefreshGrant, Rotation,
+    Store, StoredMessage, UserRecord,
 };
 use natter_types::{ChatKey, DeviceId, GroupId, MediaId, MsgId, Seq, UserId};
 use scylla::client::session::Session;
@@ -216,5 +217,25 @@ impl Store for CassandraStore {
     }
     async fn media_expire(&self, id: &MediaId) -> Result<Option<MediaRecord>> {
         media::media_expire(self, id).await
+    }
+
+    async fn refresh_save(&self, grant: RefreshGrant, max_per_user: usize) -> Result<()> {
+        refresh::save(self, grant, max_per_user).await
+    }
+    async fn refresh_rotate(
+        &self,
+        user: &UserId,
+        family: &str,
+        token_hash: &str,
+        next_hash: &str,
+        expires_ms: u64,
+        now_ms: u64,
+    ) -> Result<Rotation> {
+        let next = (next_hash, expires_ms);
+        refresh::rotate(self, user, family, token_hash, next, now_ms).await
+    }
+    async fn refresh_revoke(&self, user: &UserId, family: &str, token_hash: &str) -> Result<bool> {
+        let values = (user.as_str(), family, token_hash);
+        self.lwt(&self.st.refresh_drop_if, values).await
     }
 }

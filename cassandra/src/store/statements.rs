@@ -53,6 +53,16 @@ statements! {
     user_get: "SELECT id, password_hash, created_ms FROM users WHERE id = ?",
     user_ids: "SELECT id FROM users",
     user_delete: "DELETE FROM users WHERE id = ? IF EXISTS",
+    refresh_of: "SELECT family, token_hash, generation, expires_ms FROM refresh_grants WHERE uid = ?",
+    refresh_get: "SELECT token_hash, generation, expires_ms FROM refresh_grants WHERE uid = ? AND family = ?",
+    refresh_put: "INSERT INTO refresh_grants (uid, family, token_hash, generation, expires_ms) \
+                  VALUES (?, ?, ?, ?, ?) USING TTL ?",
+    // Every column is written again, so the whole row takes the new TTL.
+    refresh_swap: "UPDATE refresh_grants USING TTL ? SET token_hash = ?, generation = ?, expires_ms = ? \
+                   WHERE uid = ? AND family = ? IF token_hash = ?",
+    refresh_drop_if: "DELETE FROM refresh_grants WHERE uid = ? AND family = ? IF token_hash = ?",
+    refresh_drop_any: "DELETE FROM refresh_grants WHERE uid = ? AND family = ? IF EXISTS",
+    refresh_drop_user: "DELETE FROM refresh_grants WHERE uid = ?",
     msg_insert: "INSERT INTO messages (chat, bucket, id, body) VALUES (?, ?, ?, ?) USING TTL ?",
     msg_get: "SELECT body FROM messages WHERE chat = ? AND bucket = ? AND id = ?",
     msg_get_ttl: "SELECT body, TTL(body) FROM messages WHERE chat = ? AND bucket = ? AND id = ?",

@@ -99,6 +99,7 @@ pub(super) async fn remove_user(s: &CassandraStore, user: &UserId) -> Result<boo
         &s.st.ptr_drop,
         &s.st.state_drop,
         &s.st.dedup_drop,
+        &s.st.refresh_drop_user,
     ] {
         writes.push(s.w(stmt, vec![text(user.as_str())]));
     }

@@ -33,13 +33,15 @@ pub(super) struct Tables {
     pub(super) media: Ks,
     pub(super) media_pending: Ks,
     pub(super) media_gone: Ks,
+    /// Refresh grants: `user\0family` → the grant (JSON).
+    pub(super) refresh: Ks,
     /// The writer's own bookkeeping: [`BATCH_KEY`], the number of the last batch committed.
     pub(super) meta: Ks,
 }
 
 impl Tables {
     /// Every keyspace.
-    pub(super) fn all(&self) -> [&Ks; 16] {
+    pub(super) fn all(&self) -> [&Ks; 17] {
         [
             &self.users,
             &self.messages,
@@ -56,6 +58,7 @@ impl Tables {
             &self.media,
             &self.media_pending,
             &self.media_gone,
+            &self.refresh,
             &self.meta,
         ]
     }
@@ -100,6 +103,7 @@ impl Db {
             media: ks("media")?,
             media_pending: ks("media_pending")?,
             media_gone: ks("media_gone")?,
+            refresh: ks("refresh")?,
             meta: ks("meta")?,
         };
         Ok(Db { db, t })

@@ -15,6 +15,7 @@ mod media;
 mod messages;
 mod push;
 mod receipts;
+mod refresh;
 mod tables;
 mod users;
 mod writer;
@@ -30,8 +31,8 @@ use crate::limits;
 use crate::user_cache::UserCache;
 use crate::{
     Appended, ChatSummary, GroupRecord, InboxItem, MediaRecord, MediaState, NewMessage, PushJob,
-    PushPlatform, PushToken, ReadOutcome, ReceiptMark, ReceiptStatus, Result, StoreError,
-    StoredMessage, UserRecord,
+    PushPlatform, PushToken, ReadOutcome, ReceiptMark, ReceiptStatus, RefreshGrant, Result,
+    Rotation, StoreError, StoredMessage, UserRecord,
 };
 use db::{storage, Handle, Tables};
 use fjall::PersistMode;
@@ -291,6 +292,25 @@ impl crate::Store for EmbeddedStore {
     }
     async fn media_expire(&self, id: &MediaId) -> Result<Option<MediaRecord>> {
         media::media_expire(self, id).await
+    }
+
+    async fn refresh_save(&self, grant: RefreshGrant, max_per_user: usize) -> Result<()> {
+        refresh::save(self, grant, max_per_user).await
+    }
+    async fn refresh_rotate(
+        &self,
+        user: &UserId,
+        family: &str,
+        token_hash: &str,
+        next_hash: &str,
+        expires_ms: u64,
+        now_ms: u64,
+    ) -> Result<Rotation> {
+        let next = (next_hash.to_owned(), expires_ms);
+        refresh::rotate(self, user, family, token_hash, next, now_ms).await
+    }
+    async fn refresh_revoke(&self, user: &UserId, family: &str, token_hash: &str) -> Result<bool> {
+        refresh::revoke(self, user, family, token_hash).await
     }
 
     async fn checkpoint(&self) -> Result<()> {

@@ -132,7 +132,7 @@ fn forget_devices(tx: &mut Tx<'_>, t: &Tables, user: &UserId) -> Result<()> {
 /// The account's own state goes with it, so a user later created under the same name starts
 /// empty (seq 1, no chats, no dedup memory).
 fn drop_own_state(tx: &mut Tx<'_>, t: &Tables, user: &UserId) -> Result<()> {
-    for ks in [&t.inbox, &t.chat_log, &t.read_ptrs, &t.dedup] {
+    for ks in [&t.inbox, &t.chat_log, &t.read_ptrs, &t.dedup, &t.refresh] {
         remove_under(tx, ks, user)?;
     }
     Ok(())

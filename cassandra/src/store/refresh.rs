@@ -1,0 +1,91 @@
+//! Refresh grants: one row per signed-in session in the user's partition of
+//! `refresh_grants`, with a TTL to when it lapses. A rotation is a lightweight transaction
+//! conditional on the current token, so of two uses of one token exactly one rotates.
+
+use natter_store::{RefreshGrant, Rotation};
+use natter_types::clock::now_ms;
+use natter_types::UserId;
+use scylla::value::CqlValue;
+
+use super::values::{as_u64, big, int64, text};
+use super::CassandraStore;
+use crate::Result;
+
+/// Seconds from `now_ms` to `expires_ms`, at least 1 (CQL's TTL is whole seconds, 0 is none).
+fn ttl(expires_ms: u64, now_ms: u64) -> i32 {
+    let secs = expires_ms.saturating_sub(now_ms).div_ceil(1000);
+    secs.clamp(1, i32::MAX as u64) as i32
+}
+
+/// [`natter_store::Store::refresh_save`].
+pub(super) async fn save(s: &CassandraStore, g: RefreshGrant, max_per_user: usize) -> Result<()> {
+    let now = now_ms();
+    type Row = (String, Option<String>, Option<String>, Option<i64>);
+    let rows: Vec<Row> = s.all(&s.st.refresh_of, (g.user.as_str(),)).await?;
+    // Lapsed rows are gone by their TTL; past the bound, the soonest to lapse make room.
+    let mut live: Vec<(String, u64)> = rows
+        .into_iter()
+        .map(|(family, _, _, exp)| (family, exp.map(as_u64).unwrap_or(0)))
+        .filter(|(_, exp)| *exp > now)
+        .collect();
+    live.sort_by_key(|(_, exp)| *exp);
+    let excess = (live.len() + 1).saturating_sub(max_per_user.max(1));
+    for (family, _) in live.into_iter().take(excess) {
+        s.lwt(&s.st.refresh_drop_any, (g.user.as_str(), family.as_str()))
+            .await?;
+    }
+    let values = vec![
+        text(g.user.as_str()),
+        text(&g.family),
+        text(&g.token_hash),
+        text(&g.generation),
+        big(g.expires_ms),
+        CqlValue::Int(ttl(g.expires_ms, now)),
+    ];
+    s.write_batch(vec![s.w(&s.st.refresh_put, values)]).await
+}
+
+/// [`natter_store::Store::refresh_rotate`]; `next` is the next token's hash and expiry.
+pub(super) async fn rotate(
+    s: &CassandraStore,
+    user: &UserId,
+    family: &str,
+    token_hash: &str,
+    next: (&str, u64),
+    now_ms: u64,
+) -> Result<Rotation> {
+    type Row = (Option<String>, Option<String>, Option<i64>);
+    let row: Option<Row> = s.one(&s.st.refresh_get, (user.as_str(), family)).await?;
+    let Some((Some(current), Some(generation), Some(exp))) = row else {
+        return Ok(Rotation::Unknown);
+    };
+    let was = RefreshGrant {
+        user: user.clone(),
+        family: family.to_owned(),
+        token_hash: current,
+        generation,
+        expires_ms: as_u64(exp),
+    };
+    if was.expires_ms <= now_ms {
+        return Ok(Rotation::Unknown);
+    }
+    if was.token_hash == token_hash {
+        let (next_hash, expires_ms) = next;
+        let values = (
+            ttl(expires_ms, now_ms),
+            next_hash,
+            was.generation.as_str(),
+            int64(expires_ms),
+            user.as_str(),
+            family,
+            token_hash,
+        );
+        if s.lwt(&s.st.refresh_swap, values).await? {
+            return Ok(Rotation::Rotated(was));
+        }
+    }
+    // Not the current token (now, or by the time the swap ran): it was used before.
+    s.lwt(&s.st.refresh_drop_any, (user.as_str(), family))
+        .await?;
+    Ok(Rotation::Reused)
+}
