@@ -1,11 +1,12 @@
 //! The HTTP API: `POST /v1/token`, `/v1/admin/users…` (bearer admin token), `/healthz`,
 //! `/readyz`, `/metrics` (Prometheus text) and `/v1/media/{id}` (signed upload and download
 //! URLs of the local media backend), served by natter's own accept loop with header and idle
-//! timeouts and a cap on connections ([`serve`]).
+//! timeouts and a cap on connections ([`serve`]); the web client at `/` (its own module, `web`).
 
 mod accounts;
 mod conn;
 mod media;
+mod web;
 
 use std::sync::Arc;
 
@@ -32,6 +33,7 @@ const MAX_BODY: usize = 16 * 1024;
 /// The API's routes. Every refusal, axum's included, is an [`ApiError`]: unknown routes and
 /// methods answer through the fallbacks, bad bodies, paths and queries through the extractors.
 pub fn router(bridge: Arc<Bridge>, admin_token: String, metrics: PrometheusHandle) -> Router {
+    let web = web::router(bridge.config());
     let state = AppState {
         bridge,
         admin_token: admin_token.into(),
@@ -61,6 +63,7 @@ pub fn router(bridge: Arc<Bridge>, admin_token: String, metrics: PrometheusHandl
                 )
                 .layer(DefaultBodyLimit::disable()),
         )
+        .merge(web)
         // After every route: it is set on the routes there are.
         .method_not_allowed_fallback(api_error::method_not_allowed)
         .fallback(api_error::not_found)
