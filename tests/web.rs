@@ -161,6 +161,8 @@ impl Page {
             "!document.getElementById('signin').hidden",
         )
         .await;
+        // From here on, a script error or a CSP refusal in the page fails the test at its end.
+        self.eval(COLLECT_ERRORS).await;
         self.type_into("#user", self.who).await;
         self.type_into("#password", password).await;
         self.click("#signin-button").await;
@@ -197,6 +199,14 @@ impl Page {
         std::fs::write(dir.join(format!("web-{name}.png")), png).unwrap();
     }
 }
+
+/// Starts collecting the page's uncaught errors, rejected promises and CSP violations.
+const COLLECT_ERRORS: &str = "(() => { window.seen_errors = []; \
+    addEventListener('error', e => seen_errors.push('error: ' + e.message)); \
+    addEventListener('unhandledrejection', e => seen_errors.push('rejection: ' + e.reason)); \
+    document.addEventListener('securitypolicyviolation', e => \
+      seen_errors.push('CSP: ' + e.violatedDirective + ' ' + e.blockedURI)); \
+    return true; })()";
 
 /// The page is connected and has synced since its last (re)connect.
 const SYNCED: &str = "document.getElementById('app').dataset.synced === 'yes'";
@@ -380,6 +390,14 @@ async fn two_people_chat_in_the_browser_through_a_restart() {
         )
         .await;
 
+    for page in [&alice, &bob] {
+        assert_eq!(
+            page.eval("window.seen_errors").await,
+            json!([]),
+            "{}",
+            page.who
+        );
+    }
     alice.c.close().await.unwrap();
     bob.c.close().await.unwrap();
 }

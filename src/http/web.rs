@@ -190,13 +190,16 @@ fn ws_url(ws: &WsUrl, headers: &HeaderMap) -> Option<String> {
 }
 
 /// The page's policy: nothing runs or loads that is not this origin's, the WebSocket's or the
-/// media storage's.
+/// media storage's. `worker-src blob:` is for MQTT.js, which runs its keepalive timer in a
+/// worker made from a blob (timers of a hidden tab are throttled to once a minute, which would
+/// let the connection time out); only a script of this origin can make one.
 fn page_csp(ws: Option<&str>, media: &str) -> String {
     let ws = ws.unwrap_or("");
     format!(
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data: \
-         {media}; media-src 'self' blob: {media}; connect-src 'self' {ws} {media}; \
-         manifest-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+        "default-src 'none'; script-src 'self'; style-src 'self'; worker-src blob:; \
+         img-src 'self' blob: data: {media}; media-src 'self' blob: {media}; \
+         connect-src 'self' {ws} {media}; manifest-src 'self'; base-uri 'none'; \
+         form-action 'none'; frame-ancestors 'none'"
     )
 }
 

@@ -92,12 +92,23 @@ export function refreshable(s) {
   return !!s.refresh_token && (!s.refresh_expires || s.refresh_expires > Date.now() / 1000);
 }
 
-/** A new access token (and rotated refresh token) for `s`; the new session, stored. */
+/**
+ * A new access token (and rotated refresh token) for `s`; the new session, stored. Refresh
+ * tokens are used once: refreshes are serialized (a Web Lock, across this browser's tabs), and
+ * a session another tab already refreshed is taken as it is instead of spending the old token.
+ */
 export async function refresh(s) {
-  const a = await post('/v1/token/refresh', { refresh_token: s.refresh_token });
-  const next = fromAnswer(s.user, s.remember, a);
-  save(next);
-  return next;
+  const run = async () => {
+    const stored = load();
+    const same = stored && stored.user === s.user;
+    if (same && stored.token !== s.token && fresh(stored)) return stored;
+    const base = same && stored.refresh_token ? stored : s;
+    const a = await post('/v1/token/refresh', { refresh_token: base.refresh_token });
+    const next = fromAnswer(s.user, s.remember, a);
+    save(next);
+    return next;
+  };
+  return navigator.locks ? navigator.locks.request('natter-refresh', run) : run();
 }
 
 /**

@@ -98,7 +98,7 @@ function messageNode(state, c, m, link, actions) {
     m.body ? el('p', { class: 'body' }, String(m.body)) : null,
     el('span', { class: 'meta' },
       el('time', {}, when(m.ts)),
-      mine ? el('span', { class: 'tick' }) : null),
+      mine ? el('span', { class: 'tick', role: 'img' }) : null),
     m.failed ? el('span', { class: 'error' }, `Not sent: ${m.failed}`) : null);
 }
 
