@@ -243,9 +243,9 @@ async fn two_people_chat_in_the_browser_through_a_restart() {
         c: driver.browser(&profiles.path().join("bob"), 390, 780).await,
     };
     alice.sign_in(&s, "pw").await;
-    bob.sign_in(&s, "pw").await;
 
-    // Alice opens a chat with Bob by name and sends with the Enter key.
+    // Alice opens a chat with Bob by name and sends with the Enter key, while Bob is away:
+    // natter has it (sent), no device of Bob's has.
     alice
         .type_into("#new-chat-user", &format!("bob{ENTER}"))
         .await;
@@ -256,8 +256,10 @@ async fn two_people_chat_in_the_browser_through_a_restart() {
         )
         .await;
     alice.type_into("#text", &format!("hello bob{ENTER}")).await;
+    alice.until_tick("hello bob", "sent").await;
 
-    // Bob's list shows it, unread; his page acknowledged it, so Alice sees "delivered".
+    // Bob signs in: his list shows it, unread; his page fetched it, so Alice sees "delivered".
+    bob.sign_in(&s, "pw").await;
     bob.until(
         "alice's chat in the list",
         &format!("{}?.includes('hello bob')", list_entry("u/alice")),
@@ -313,12 +315,13 @@ async fn two_people_chat_in_the_browser_through_a_restart() {
     // natter dies; Alice writes meanwhile; natter comes back: the message arrives once, both
     // pages catch up by sync, and nothing shows twice.
     s.kill9();
-    alice
-        .until(
+    for page in [&alice, &bob] {
+        page.until(
             "the connection lost",
             "document.getElementById('app').dataset.conn === 'down'",
         )
         .await;
+    }
     alice
         .type_into("#text", &format!("sent while natter was down{ENTER}"))
         .await;
@@ -330,16 +333,50 @@ async fn two_people_chat_in_the_browser_through_a_restart() {
     alice
         .until("bob's message after the restart", "[...document.querySelectorAll('#messages li.theirs .body')].some(e => e.textContent === 'back again')")
         .await;
+    let bodies = [
+        "hello bob",
+        "hi alice",
+        "sent while natter was down",
+        "back again",
+    ];
     for page in [&alice, &bob] {
-        for body in [
-            "hello bob",
-            "hi alice",
-            "sent while natter was down",
-            "back again",
-        ] {
+        for body in bodies {
             assert_eq!(page.count(body).await, 1, "{}: {body:?} once", page.who);
         }
     }
+
+    // Bob reloads the page: still signed in (the token is in sessionStorage), the chat comes
+    // back from natter, each message once, and a file Alice sends shows as a download.
+    bob.c.refresh().await.unwrap();
+    bob.eval(COLLECT_ERRORS).await;
+    bob.until("synced after the reload", SYNCED).await;
+    bob.click("#chat-list li[data-chat='u/alice'] button").await;
+    bob.until(
+        "the history",
+        "document.querySelectorAll('#messages .body').length >= 4",
+    )
+    .await;
+    for body in bodies {
+        assert_eq!(
+            bob.count(body).await,
+            1,
+            "bob after the reload: {body:?} once"
+        );
+    }
+    let notes = dir.path().join("notes.txt");
+    std::fs::write(&notes, "bring snacks\n").unwrap();
+    alice.type_into("#attach", notes.to_str().unwrap()).await;
+    alice
+        .until(
+            "the file's preview",
+            "document.getElementById('preview-name').textContent.startsWith('notes.txt')",
+        )
+        .await;
+    alice.click("#preview-send").await;
+    let link = bob
+        .until("the file", "[...document.querySelectorAll('#messages li.theirs a.file')].find(a => a.href && a.textContent.includes('notes.txt (13 B)'))?.getAttribute('download')")
+        .await;
+    assert_eq!(link, json!("notes.txt"));
 
     // Groups: Alice creates one with Bob, adds Carol; Bob sees it, its message, and leaves.
     alice.click("#new-group summary").await;
