@@ -1,25 +1,19 @@
 // Owns: the signed-in page: wiring the link (MQTT), the state and the view together: what each
-// topic means, sync after every (re)connect, the chat list and open chat, sending text and
-// files, typing, read receipts, groups, presence, notifications and keeping the token fresh.
+// topic means, sync after every (re)connect, the chat list and open chat, read receipts,
+// groups, presence, notifications and keeping the token fresh. Writing is compose.js's.
 
 import { $ } from './dom.js';
 import { Link } from './link.js';
-import { State } from './state.js';
+import { State, CHAT } from './state.js';
 import * as view from './view.js';
-import * as media from './media.js';
+import { composer } from './compose.js';
 import * as notify from './notify.js';
 import * as session from './session.js';
 
 /** Pages of `sync` read at most per (re)connect (100 messages each); `chats` covers the rest. */
 const SYNC_PAGES = 20;
-/** A typing indicator is sent at most this often while typing, and shown this long. */
-const TYPING_EVERY_MS = 3000;
+/** How long a typing indicator shows without a new one. */
 const TYPING_SHOWN_MS = 6000;
-
-function newCid() {
-  if (crypto.randomUUID) return crypto.randomUUID();
-  return Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, '0')).join('');
-}
 
 export function start({ s, device, wsUrl, signedOut }) {
   const me = s.user;
@@ -148,7 +142,7 @@ export function start({ s, device, wsUrl, signedOut }) {
   async function loadChats() {
     const r = await link.request('chats');
     for (const { chat, last, unread } of Array.isArray(r.chats) ? r.chats : []) {
-      if (typeof chat !== 'string') continue;
+      if (!CHAT.test(chat)) continue;
       const c = state.chat(chat);
       if (last) state.add(last);
       c.unread = chat === open && visible() ? 0 : Number(unread) || 0;
@@ -212,7 +206,7 @@ export function start({ s, device, wsUrl, signedOut }) {
   });
 
   function event(e) {
-    if (!e || typeof e.chat !== 'string' && e.type !== 'group') return;
+    if (!e || (e.type !== 'group' && !CHAT.test(e.chat))) return;
     if (e.type === 'typing' && e.from !== me) {
       state.chat(e.chat).typing.set(e.from, e.state === 'typing' ? Date.now() + TYPING_SHOWN_MS : 0);
     } else if (e.type === 'read') {
@@ -248,92 +242,7 @@ export function start({ s, device, wsUrl, signedOut }) {
     $('new-chat-user').focus();
   }
 
-  function send(fields) {
-    const addr = open;
-    const cid = newCid();
-    state.addPending(addr, cid, fields);
-    draw();
-    link.publish(`m/${addr}`, { cid, ...fields }).catch((e) => {
-      state.fail(cid, e.message || 'refused');
-      draw();
-    });
-    return cid;
-  }
-
-  // Typing: "typing" at most every few seconds while keys come, "paused" when they stop.
-  let lastTyping = 0;
-  let pauseTimer = null;
-  function typing(state_) {
-    if (!open || !link.up) return;
-    link.publish(`t/${open}`, { state: state_ }, 0).catch(() => {});
-  }
-  $('text').addEventListener('input', () => {
-    const now = Date.now();
-    if (now - lastTyping > TYPING_EVERY_MS) {
-      lastTyping = now;
-      typing('typing');
-    }
-    clearTimeout(pauseTimer);
-    pauseTimer = setTimeout(() => { lastTyping = 0; typing('paused'); }, TYPING_EVERY_MS + 1000);
-  });
-  $('text').addEventListener('keydown', (e) => {
-    if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
-      e.preventDefault();
-      $('composer').requestSubmit();
-    }
-  });
-  $('composer').addEventListener('submit', (e) => {
-    e.preventDefault();
-    const body = $('text').value.trim();
-    if (!body || !open) return;
-    $('text').value = '';
-    clearTimeout(pauseTimer);
-    lastTyping = 0;
-    send({ body });
-  });
-
-  // Files: choose, preview, then upload and send.
-  let chosen = null;
-  $('attach').addEventListener('change', () => {
-    const file = $('attach').files[0];
-    if (!file) return;
-    chosen = { file, local: URL.createObjectURL(file) };
-    const isImage = file.type.startsWith('image/');
-    $('preview-img').hidden = !isImage;
-    if (isImage) $('preview-img').src = chosen.local;
-    else $('preview-img').removeAttribute('src');
-    $('preview-name').textContent = `${file.name} (${file.type || 'unknown type'})`;
-    $('preview').hidden = false;
-    $('preview-send').focus();
-  });
-  $('preview-cancel').addEventListener('click', () => {
-    chosen = null;
-    $('preview').hidden = true;
-    $('attach').value = '';
-    $('text').focus();
-  });
-  $('preview-send').addEventListener('click', async () => {
-    if (!chosen || !open) return;
-    const { file, local } = chosen;
-    chosen = null;
-    $('preview').hidden = true;
-    $('attach').value = '';
-    const caption = $('text').value.trim();
-    $('text').value = '';
-    const mime = file.type || 'application/octet-stream';
-    const addr = open;
-    const cid = newCid();
-    const fields = { type: media.typeOf(mime), body: caption };
-    state.addPending(addr, cid, { ...fields, media: { id: '', name: file.name, mime, size: file.size }, local });
-    draw();
-    try {
-      const up = await media.upload(link, file);
-      await link.publish(`m/${addr}`, { cid, ...fields, media: { id: up.id, name: file.name } });
-    } catch (e) {
-      state.fail(cid, e.message || 'upload failed');
-      draw();
-    }
-  });
+  composer({ link, state, openAddr: () => open, draw });
 
   $('back').addEventListener('click', closeChat);
   document.addEventListener('keydown', (e) => {

@@ -3,6 +3,9 @@
 // receipts and the tick each own message shows, and the last inbox seq synced (kept in
 // localStorage per user and device, so a reconnect or a reload asks only for what is new).
 
+/** A chat address as natter names chats: `u/{user}` or `g/{group id}`. */
+export const CHAT = /^[ug]\/[A-Za-z0-9_.-]{1,128}$/;
+
 /** Orders message ids (ULIDs sort as text; strictly increasing within a chat). */
 const byId = (a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
 
@@ -51,7 +54,7 @@ export class State {
    * message is new here (false for a duplicate: the same id again).
    */
   add(m) {
-    if (!m || typeof m.chat !== 'string' || typeof m.id !== 'string') return { chat: null, isNew: false };
+    if (!m || !CHAT.test(m.chat) || typeof m.id !== 'string') return { chat: null, isNew: false };
     const c = this.chat(m.chat);
     const key = this.keyOf(m);
     const had = c.messages.get(key);
