@@ -427,6 +427,27 @@ async fn two_people_chat_in_the_browser_through_a_restart() {
         )
         .await;
 
+    // A second tab of Alice's browser (signed in again: the token is per tab) connects as a
+    // device of its own, so the two tabs do not take each other's connection over.
+    let device = "sessionStorage.getItem('natter.device')";
+    let first = alice.c.window().await.unwrap();
+    let first_device = alice.eval(device).await;
+    let tab = alice.c.new_window(true).await.unwrap();
+    alice.c.switch_to_window(tab.handle).await.unwrap();
+    alice.sign_in(&s, "pw").await;
+    let second_device = alice.eval(device).await;
+    assert!(first_device.is_string() && second_device.is_string());
+    assert_ne!(
+        first_device, second_device,
+        "each tab has its own device id"
+    );
+    assert_eq!(
+        alice.eval("window.seen_errors").await,
+        json!([]),
+        "alice's second tab"
+    );
+    alice.c.switch_to_window(first).await.unwrap();
+
     for page in [&alice, &bob] {
         assert_eq!(
             page.eval("window.seen_errors").await,

@@ -162,8 +162,15 @@ export async function deviceId() {
     id = randomId();
     localStorage.setItem(DEVICE_KEY, id);
   }
-  if (!navigator.locks) return id;
   const mine = sessionStorage.getItem(DEVICE_KEY);
+  if (!navigator.locks) {
+    // No Web Locks outside a secure context (plain http on a non-loopback host): each tab keeps
+    // an id of its own rather than risk two tabs taking each other's connection over.
+    if (mine && DEVICE.test(mine)) return mine;
+    const own = randomId();
+    sessionStorage.setItem(DEVICE_KEY, own);
+    return own;
+  }
   for (const candidate of [mine, id]) {
     if (!candidate || !DEVICE.test(candidate)) continue;
     const got = await new Promise((resolve) => {
