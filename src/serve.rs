@@ -374,12 +374,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     });
 
-    let app = crate::http::router(
-        bridge.clone(),
-        admin_token,
-        metrics,
-        &config.http.cors_origins,
-    );
+    let app = crate::http::router(bridge.clone(), admin_token, metrics);
     let http_addr = http_listener.local_addr()?;
     let http_task = tokio::spawn(crate::http::serve(
         http_listener,

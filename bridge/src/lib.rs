@@ -175,6 +175,11 @@ impl Bridge {
         &self.store
     }
 
+    /// The configuration natter was started with, for the HTTP routes that depend on it.
+    pub fn config(&self) -> &Arc<Config> {
+        &self.config
+    }
+
     /// The token service, for `POST /v1/token`.
     pub fn tokens(&self) -> &auth::Tokens {
         &self.tokens

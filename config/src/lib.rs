@@ -25,6 +25,7 @@ mod push;
 mod store;
 #[cfg(test)]
 mod tests;
+mod web;
 
 use std::path::{Path, PathBuf};
 
@@ -42,6 +43,7 @@ pub use push::{ApnsConfig, FcmConfig, PushConfig};
 pub use store::{
     CassandraConfig, CassandraTlsConfig, Consistency, ReplicationClass, StoreBackend, StoreConfig,
 };
+pub use web::WebConfig;
 
 /// A configuration that could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +107,8 @@ pub struct Config {
     pub push: PushConfig,
     /// Uploaded files: where they live, what is accepted, how long they are kept.
     pub media: MediaConfig,
+    /// The browser client served at `/`.
+    pub web: WebConfig,
     /// Seconds `natter serve` takes at most, after SIGTERM or SIGINT, to finish the commits in
     /// flight, tell clients and exit.
     pub shutdown_timeout_secs: u64,
@@ -125,6 +129,7 @@ impl Default for Config {
             log: LogConfig::default(),
             push: PushConfig::default(),
             media: MediaConfig::default(),
+            web: WebConfig::default(),
             shutdown_timeout_secs: 10,
         }
     }
@@ -172,6 +177,7 @@ impl Config {
         self.push.validate()?;
         self.media.validate()?;
         self.auth.validate()?;
+        self.web.validate()?;
         for (i, rule) in self.acl.iter().enumerate() {
             rule.validate(i)?;
         }

@@ -1,13 +1,14 @@
 //! The HTTP API: `POST /v1/token`, `/v1/admin/users…` (bearer admin token), `/healthz`,
 //! `/readyz`, `/metrics` (Prometheus text) and `/v1/media/{id}` (signed upload and download
 //! URLs of the local media backend), served by natter's own accept loop with header and idle
-//! timeouts and a cap on connections ([`serve`]); pages of the origins in `http.cors_origins`
-//! may call them from a browser.
+//! timeouts and a cap on connections ([`serve`]); the web client at `/` (its own module, `web`).
+//! Pages of the origins in `http.cors_origins` may call the API from a browser.
 
 mod accounts;
 mod conn;
 mod cors;
 mod media;
+mod web;
 
 use std::sync::Arc;
 
@@ -33,12 +34,9 @@ const MAX_BODY: usize = 16 * 1024;
 
 /// The API's routes. Every refusal, axum's included, is an [`ApiError`]: unknown routes and
 /// methods answer through the fallbacks, bad bodies, paths and queries through the extractors.
-pub fn router(
-    bridge: Arc<Bridge>,
-    admin_token: String,
-    metrics: PrometheusHandle,
-    cors_origins: &[String],
-) -> Router {
+pub fn router(bridge: Arc<Bridge>, admin_token: String, metrics: PrometheusHandle) -> Router {
+    let web = web::router(bridge.config());
+    let cors = cors::layer(&bridge.config().http.cors_origins);
     let state = AppState {
         bridge,
         admin_token: admin_token.into(),
@@ -70,11 +68,12 @@ pub fn router(
                 )
                 .layer(DefaultBodyLimit::disable()),
         )
+        .merge(web)
         // After every route: it is set on the routes there are.
         .method_not_allowed_fallback(api_error::method_not_allowed)
         .fallback(api_error::not_found)
         .with_state(state);
-    match cors::layer(cors_origins) {
+    match cors {
         Some(cors) => routes.layer(cors),
         None => routes,
     }

@@ -43,6 +43,16 @@ const TOOLS: &[Tool] = &[
         used_by: "interoperability tests (tests/interop.rs)",
     },
     Tool {
+        program: "chromium",
+        package: "chromium",
+        used_by: "the web client's browser test (tests/web.rs)",
+    },
+    Tool {
+        program: "chromedriver",
+        package: "chromium-driver",
+        used_by: "the web client's browser test (tests/web.rs), which drives chromium through it",
+    },
+    Tool {
         program: "openssl",
         package: "openssl",
         used_by: "token and push tests (keys for RS256, ES256 and EdDSA)",
@@ -261,7 +271,13 @@ mod tests {
         let all: Vec<&Tool> = TOOLS.iter().collect();
         assert_eq!(
             packages_of(&all),
-            ["redis-server", "mosquitto-clients", "openssl"]
+            [
+                "redis-server",
+                "mosquitto-clients",
+                "chromium",
+                "chromium-driver",
+                "openssl"
+            ]
         );
     }
 
