@@ -460,6 +460,69 @@ async fn two_people_chat_in_the_browser_through_a_restart() {
     bob.c.close().await.unwrap();
 }
 
+/// The page's refresh token, from its stored session.
+const REFRESH_TOKEN: &str =
+    "JSON.parse(sessionStorage.getItem('natter.session') || 'null')?.refresh_token ?? null";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_stays_signed_in_by_refresh_tokens_and_a_stolen_one_signs_it_out() {
+    // Access tokens of 66 s: the page refreshes 60 s before expiry, so within seconds.
+    let s = Server::start_with_users("[auth]\ntoken_ttl_secs = 66\n", &["alice", "bob"]);
+    let driver = Driver::start();
+    let profiles = tempfile::tempdir().unwrap();
+    let alice = Page {
+        who: "alice",
+        c: driver
+            .browser(&profiles.path().join("alice"), 1100, 720)
+            .await,
+    };
+    alice.sign_in(&s, "pw").await;
+    let first = alice.eval(REFRESH_TOKEN).await;
+    assert!(
+        first.as_str().is_some_and(|t| t.starts_with("nrt1.")),
+        "{first}"
+    );
+    let second = alice
+        .until(
+            "a refreshed session",
+            &format!("({REFRESH_TOKEN}) !== {first} && ({REFRESH_TOKEN})"),
+        )
+        .await;
+    // Still connected with it: what Bob sends shows in her chat list.
+    let mut bob = s.online("bob", "phone").await;
+    bob.send("u/alice", json!({"body": "still there?"})).await;
+    alice
+        .until(
+            "bob's message in the list",
+            &format!("({})?.includes('still there?')", list_entry("u/bob")),
+        )
+        .await;
+    // Someone replays the refresh token the page already used: the session ends for both, and
+    // the page asks Alice to sign in again at its next refresh instead of carrying on.
+    let (status, _) = common::http(
+        "POST",
+        &s.http_url("/v1/token/refresh"),
+        None,
+        Some(json!({ "refresh_token": first })),
+    );
+    assert_eq!(status, 401);
+    let (status, _) = common::http(
+        "POST",
+        &s.http_url("/v1/token/refresh"),
+        None,
+        Some(json!({ "refresh_token": second })),
+    );
+    assert_eq!(status, 401, "the whole session ended");
+    alice
+        .until(
+            "the sign-in form again, saying why",
+            "!document.getElementById('signin').hidden && \
+             document.body.innerText.includes('session has expired')",
+        )
+        .await;
+    alice.c.close().await.unwrap();
+}
+
 /// The page, its modules and its configuration are served with the right types and headers.
 #[test]
 fn the_page_is_served_with_its_policy() {
