@@ -52,6 +52,12 @@ impl Driver {
         Driver { child, port }
     }
 
+    /// `who`'s page in a browser of their own (profile under `profiles`), `width`×`height`.
+    async fn page(&self, who: &'static str, profiles: &Path, width: u32, height: u32) -> Page {
+        let c = self.browser(&profiles.join(who), width, height).await;
+        Page { who, c }
+    }
+
     /// A browser with a fresh profile in `profile`, its window `width`×`height`.
     async fn browser(&self, profile: &Path, width: u32, height: u32) -> Client {
         assert!(
@@ -232,16 +238,8 @@ async fn two_people_chat_in_the_browser_through_a_restart() {
     let mut s = Server::with_users(&["alice", "bob", "carol"]);
     let driver = Driver::start();
     let profiles = tempfile::tempdir().unwrap();
-    let alice = Page {
-        who: "alice",
-        c: driver
-            .browser(&profiles.path().join("alice"), 1100, 720)
-            .await,
-    };
-    let bob = Page {
-        who: "bob",
-        c: driver.browser(&profiles.path().join("bob"), 390, 780).await,
-    };
+    let alice = driver.page("alice", profiles.path(), 1100, 720).await;
+    let bob = driver.page("bob", profiles.path(), 390, 780).await;
     alice.sign_in(&s, "pw").await;
 
     // Alice opens a chat with Bob by name and sends with the Enter key, while Bob is away:
@@ -470,12 +468,7 @@ async fn a_page_stays_signed_in_by_refresh_tokens_and_a_stolen_one_signs_it_out(
     let s = Server::start_with_users("[auth]\ntoken_ttl_secs = 66\n", &["alice", "bob"]);
     let driver = Driver::start();
     let profiles = tempfile::tempdir().unwrap();
-    let alice = Page {
-        who: "alice",
-        c: driver
-            .browser(&profiles.path().join("alice"), 1100, 720)
-            .await,
-    };
+    let alice = driver.page("alice", profiles.path(), 1100, 720).await;
     alice.sign_in(&s, "pw").await;
     let first = alice.eval(REFRESH_TOKEN).await;
     assert!(
