@@ -149,14 +149,27 @@ impl Page {
         e.send_keys(text).await.unwrap();
     }
 
+    /// Clicks the element `css` finds. The page redraws lists as messages and presence come,
+    /// which can replace the element between finding and clicking it: then it is found again.
     async fn click(&self, css: &str) {
-        self.c
-            .find(Locator::Css(css))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        let deadline = Instant::now() + PAGE_WAIT;
+        loop {
+            let found = self.c.find(Locator::Css(css)).await;
+            let clicked = match found {
+                Ok(e) => e.click().await,
+                Err(e) => Err(e),
+            };
+            match clicked {
+                Ok(()) => return,
+                Err(fantoccini::error::CmdError::Standard(e))
+                    if e.error == fantoccini::error::ErrorStatus::StaleElementReference
+                        && Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("{}: clicking {css}: {e}", self.who),
+            }
+        }
     }
 
     /// Opens natter's page and signs in with the password; returns once the first sync ran.
@@ -343,6 +356,54 @@ async fn two_people_chat_in_the_browser_through_a_restart() {
         }
     }
 
+    // natter dies again; Alice writes and leaves the page before it is back. Her browser kept
+    // the message: it goes when she opens natter again, once.
+    s.kill9();
+    alice
+        .until(
+            "the connection lost again",
+            "document.getElementById('app').dataset.conn === 'down'",
+        )
+        .await;
+    alice
+        .type_into("#text", &format!("kept by the browser{ENTER}"))
+        .await;
+    alice
+        .until(
+            "the message kept",
+            "localStorage.getItem('natter.outbox.alice')?.includes('kept by the browser')",
+        )
+        .await;
+    alice.c.goto("about:blank").await.unwrap();
+    s.start_again();
+    alice.c.goto(&s.http_url("/")).await.unwrap();
+    alice.until("synced on coming back", SYNCED).await;
+    alice.eval(COLLECT_ERRORS).await;
+    bob.until("reconnected", SYNCED).await;
+    bob.until(
+        "the kept message",
+        "[...document.querySelectorAll('#messages li.theirs .body')].some(e => e.textContent === 'kept by the browser')",
+    )
+    .await;
+    alice
+        .until(
+            "the outbox emptied once natter has the message",
+            "localStorage.getItem('natter.outbox.alice') === null",
+        )
+        .await;
+    alice.click("#chat-list li[data-chat='u/bob'] button").await;
+    alice.until_tick("kept by the browser", "read").await;
+    let bodies = [
+        "hello bob",
+        "hi alice",
+        "sent while natter was down",
+        "back again",
+        "kept by the browser",
+    ];
+    for page in [&alice, &bob] {
+        assert_eq!(page.count("kept by the browser").await, 1, "{}", page.who);
+    }
+
     // Bob reloads the page: still signed in (the token is in sessionStorage), the chat comes
     // back from natter, each message once, and a file Alice sends shows as a download.
     bob.c.refresh().await.unwrap();
@@ -351,7 +412,7 @@ async fn two_people_chat_in_the_browser_through_a_restart() {
     bob.click("#chat-list li[data-chat='u/alice'] button").await;
     bob.until(
         "the history",
-        "document.querySelectorAll('#messages .body').length >= 4",
+        "document.querySelectorAll('#messages .body').length >= 5",
     )
     .await;
     for body in bodies {

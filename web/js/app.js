@@ -7,6 +7,7 @@ import { Link } from './link.js';
 import { State, CHAT } from './state.js';
 import * as view from './view.js';
 import { composer } from './compose.js';
+import { Outbox } from './outbox.js';
 import * as notify from './notify.js';
 import * as session from './session.js';
 
@@ -18,6 +19,7 @@ const TYPING_SHOWN_MS = 6000;
 export function start({ s, device, wsUrl, signedOut }) {
   const me = s.user;
   const state = new State(me, device);
+  const outbox = new Outbox(me);
   const link = new Link({ url: wsUrl, user: me, device, token: s.token });
   let current = s;
   let open = null; // the open chat's addr
@@ -113,6 +115,7 @@ export function start({ s, device, wsUrl, signedOut }) {
 
   /** Takes one message; `live` ones from others count as unread and may notify. */
   function ingest(m, live) {
+    if (m && m.from === me && typeof m.cid === 'string') outbox.done(m.cid);
     const { chat: c, isNew } = state.add(m);
     if (!c || !isNew) return;
     watchPresence(c);
@@ -125,6 +128,21 @@ export function start({ s, device, wsUrl, signedOut }) {
       if (synced) notify.notify(c.kind === 'g' ? `${m.from} in ${c.title}` : m.from, view.preview(m), c.addr, () => openChat(c.addr));
     } else if (c.addr === open) {
       markRead(c);
+    }
+  }
+
+  /**
+   * Publishes again what an earlier page of this browser sent and natter never confirmed (once,
+   * after the first sync, so that what did arrive is known by then; later drops are MQTT.js's
+   * to resend).
+   */
+  function resendRestored() {
+    const waiting = outbox.restored;
+    outbox.restored = [];
+    for (const { addr, cid, fields } of waiting) {
+      if (!CHAT.test(addr) || !outbox.has(cid)) continue;
+      state.addPending(addr, cid, fields);
+      link.publish(`m/${addr}`, { cid, ...fields }).catch(() => {});
     }
   }
 
@@ -173,6 +191,7 @@ export function start({ s, device, wsUrl, signedOut }) {
     try {
       await syncAll();
       await loadChats();
+      resendRestored();
       synced = true;
       showError('list-error', null);
       if (open) {
@@ -198,10 +217,14 @@ export function start({ s, device, wsUrl, signedOut }) {
     else if (topic === `u/${me}/r`) {
       const c = state.receipt(data);
       if (c) watchPresence(c); // the chat exists now, if it did not when it was opened
+      if (data && data.status === 'sent' && typeof data.cid === 'string') outbox.done(data.cid);
     }
     else if (topic === `u/${me}/e`) event(data);
     else if (topic.startsWith('p/')) state.presence.set(topic.slice(2), data);
-    else if (topic === link.replyTopic && data && data.ok === false && data.cid) state.fail(data.cid, data.error?.message || 'refused');
+    else if (topic === link.replyTopic && data && data.ok === false && data.cid) {
+      outbox.done(data.cid);
+      state.fail(data.cid, data.error?.message || 'refused');
+    }
     draw();
   });
 
@@ -242,7 +265,7 @@ export function start({ s, device, wsUrl, signedOut }) {
     $('new-chat-user').focus();
   }
 
-  composer({ link, state, openAddr: () => open, draw });
+  composer({ link, state, outbox, openAddr: () => open, draw });
 
   $('back').addEventListener('click', closeChat);
   document.addEventListener('keydown', (e) => {

@@ -1,7 +1,8 @@
 // Owns: writing in the open chat: sending text (Enter sends, Shift+Enter is a new line),
 // typing indicators ("typing" at most every few seconds while keys come, "paused" when they
 // stop), and files: choose, preview, upload (media.js), then send. Each send is shown at once
-// as pending under a fresh cid, which natter's answer and the sent copy replace.
+// as pending under a fresh cid, which natter's answer and the sent copy replace, and kept in the
+// outbox (outbox.js) until then.
 
 import { $ } from './dom.js';
 import * as media from './media.js';
@@ -15,13 +16,15 @@ function newCid() {
 }
 
 /** Wires the composer; `openAddr()` is the open chat's address (or null). */
-export function composer({ link, state, openAddr, draw }) {
+export function composer({ link, state, outbox, openAddr, draw }) {
   function send(fields) {
     const addr = openAddr();
     const cid = newCid();
     state.addPending(addr, cid, fields);
+    outbox.add(addr, cid, fields);
     draw();
     link.publish(`m/${addr}`, { cid, ...fields }).catch((e) => {
+      outbox.done(cid);
       state.fail(cid, e.message || 'refused');
       draw();
     });
@@ -97,8 +100,11 @@ export function composer({ link, state, openAddr, draw }) {
     draw();
     try {
       const up = await media.upload(link, file);
-      await link.publish(`m/${addr}`, { cid, ...fields, media: { id: up.id, name: file.name } });
+      const sent = { ...fields, media: { id: up.id, name: file.name } };
+      outbox.add(addr, cid, sent);
+      await link.publish(`m/${addr}`, { cid, ...sent });
     } catch (e) {
+      outbox.done(cid);
       state.fail(cid, e.message || 'upload failed');
       draw();
     }
