@@ -76,6 +76,66 @@ async fn a_one_to_one_message_goes_sent_delivered_read() {
 }
 
 #[tokio::test]
+async fn alices_new_laptop_sees_in_history_how_far_bob_got_with_each_of_her_messages() {
+    let s = Server::with_users(&["alice", "bob"]);
+    let mut alice = s.online("alice", "phone").await;
+    let mut bob = s.online("bob", "phone").await;
+    let mut sent = Vec::new();
+    for body in ["one", "two"] {
+        alice
+            .send("u/bob", json!({"cid": body, "body": body}))
+            .await;
+        sent.push(bob.recv("u/bob/m").await);
+    }
+    // Bob read the first; his phone has both (delivered). Then a third while he is away.
+    assert_eq!(
+        bob.publish("r/u/alice", json!({"upto": sent[0]["seq"]}).to_string())
+            .await,
+        PubAckReason::Success
+    );
+    // Her phone hears sent, delivered and read as they happen, in whatever order.
+    let mut heard = std::collections::HashSet::new();
+    while !(heard.contains("one read") && heard.contains("two delivered")) {
+        let r = receipt(&mut alice).await;
+        heard.insert(format!(
+            "{} {}",
+            r["cid"].as_str().unwrap(),
+            r["status"].as_str().unwrap()
+        ));
+        assert!(heard.len() <= 6, "{heard:?}");
+    }
+    drop(bob);
+    alice
+        .send("u/bob", json!({"cid": "three", "body": "three"}))
+        .await;
+    while receipt(&mut alice).await["cid"] != "three" {}
+
+    let mut laptop = s.online("alice", "laptop").await;
+    let h = laptop.request("history", json!({"chat": "u/bob"})).await;
+    let got: Vec<(&str, &str)> = h["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["body"].as_str().unwrap(), m["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        got,
+        [("three", "sent"), ("two", "delivered"), ("one", "read")]
+    );
+    // Bob's history has no ticks on Alice's messages: they are not his to know.
+    let mut bob = s.online("bob", "laptop").await;
+    let h = bob.request("history", json!({"chat": "u/alice"})).await;
+    assert!(
+        h["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m.get("status").is_none()),
+        "{h}"
+    );
+}
+
+#[tokio::test]
 async fn messages_fetched_by_sync_are_delivered_and_read_by_ids_works_too() {
     let s = Server::with_users(&["alice", "bob"]);
     let mut alice = s.online("alice", "phone").await;

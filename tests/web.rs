@@ -422,6 +422,9 @@ async fn two_people_chat_in_the_browser_through_a_restart() {
             "bob after the reload: {body:?} once"
         );
     }
+    // His own older messages keep their ticks: history says Alice read them.
+    bob.until_tick("hi alice", "read").await;
+    bob.until_tick("back again", "read").await;
     let notes = dir.path().join("notes.txt");
     std::fs::write(&notes, "bring snacks\n").unwrap();
     alice.type_into("#attach", notes.to_str().unwrap()).await;

@@ -70,6 +70,10 @@ export class State {
     if (newer) c.last = c.messages.get(key);
     if (!c.oldest || m.id < c.oldest) c.oldest = m.id;
     if (m.from !== this.me) c.typing.delete(m.from);
+    // `history` says how far the peer got with my older messages (one-to-one chats).
+    if (m.from === this.me && m.chat.startsWith('u/') && (m.status === 'delivered' || m.status === 'read')) {
+      this.receipt({ id: m.id, chat: m.chat, status: m.status, by: m.chat.slice(2) });
+    }
     return { chat: c, isNew };
   }
 

@@ -1,6 +1,8 @@
 //! `history {chat, before?, limit?}`: a chat's messages before a message id, newest first,
-//! for members only, and nothing from before the reader's account existed.
+//! for members only, and nothing from before the reader's account existed. In a one-to-one
+//! chat, the asker's own messages carry how far the peer got with each (`status`).
 
+use natter_store::ReceiptStatus;
 use natter_types::{ChatAddr, Client, MsgId};
 use serde_json::{json, Map, Value};
 
@@ -63,7 +65,32 @@ impl Method for History {
             msgs.truncate(i);
             more = false;
         }
-        let (messages, cut) = page(msgs.iter().map(|m| MessageOut::new(m, &client.user, None)));
+        let (mut messages, cut) =
+            page(msgs.iter().map(|m| MessageOut::new(m, &client.user, None)));
+        if let ChatAddr::User(peer) = chat {
+            let key = chat.key(&client.user);
+            let own = msgs.iter().zip(messages.iter_mut()).filter(|(m, _)| m.from == client.user);
+            // The peer's receipt of each of my messages, read at once (a page is at most 200).
+            let looked = own.map(|(m, out)| {
+                let key = &key;
+                async move {
+                    let status = b.store.receipt(key, m.id, peer).await?;
+                    Ok::<_, ChatError>((out, status))
+                }
+            });
+            for (out, status) in futures::future::try_join_all(looked).await? {
+                out["status"] = json!(status_word(status));
+            }
+        }
         Ok(obj(json!({"messages": messages, "more": more || cut})))
+    }
+}
+
+/// What the asker sees of the peer's receipt of her message in a one-to-one chat.
+fn status_word(s: Option<ReceiptStatus>) -> &'static str {
+    match s {
+        None => "sent",
+        Some(ReceiptStatus::Delivered) => "delivered",
+        Some(ReceiptStatus::Read) => "read",
     }
 }
