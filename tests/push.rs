@@ -232,11 +232,12 @@ async fn a_revoked_access_token_and_an_expired_provider_token_are_renewed() {
     let fcm = t.google.wait_for("fcm-renew", 3).await;
     assert_eq!((fcm[1].status, fcm[2].status), (401, 200));
     assert_eq!(t.google.book.lock().unwrap().oauth_calls, 2);
-    // APNs refused the old JWT (not recorded as a send), accepted a new one.
-    let apns = t.apple.wait_for("apns-renew", 2).await;
+    // APNs refused the old JWT (403 ExpiredProviderToken), then accepted a new one. Waiting
+    // for two requests only raced the retry: the refusal is the second.
+    let apns = t.apple.wait_for("apns-renew", 3).await;
     assert_eq!(
-        apns.iter().map(|s| s.status).collect::<Vec<_>>().last(),
-        Some(&200)
+        apns.iter().map(|s| s.status).collect::<Vec<_>>(),
+        [200, 403, 200]
     );
     assert_eq!(t.apple.book.lock().unwrap().jwts.len(), 2);
 }
