@@ -321,6 +321,10 @@ async fn an_offline_member_syncs_group_messages_in_order_and_chats_lists_the_gro
     assert_eq!(seqs, [1, 2, 3, 4, 5, 6]);
     let chats = ok(&mut bob, "chats", json!({})).await;
     assert_eq!(chats["chats"][0]["chat"], format!("g/{gid}"));
+    assert_eq!(
+        chats["chats"][0]["name"], "news",
+        "the list can show the group's name"
+    );
     assert_eq!(chats["chats"][0]["unread"], 6);
     let history = ok(
         &mut bob,

@@ -159,13 +159,15 @@ export function start({ s, device, wsUrl, signedOut }) {
 
   async function loadChats() {
     const r = await link.request('chats');
-    for (const { chat, last, unread } of Array.isArray(r.chats) ? r.chats : []) {
+    for (const { chat, last, unread, name } of Array.isArray(r.chats) ? r.chats : []) {
       if (!CHAT.test(chat)) continue;
       const c = state.chat(chat);
       if (last) state.add(last);
       c.unread = chat === open && visible() ? 0 : Number(unread) || 0;
       watchPresence(c);
-      groupInfo(c);
+      // A group's name comes with the list; its members are asked for when it is opened.
+      if (c.kind === 'g' && typeof name === 'string' && !c.group) c.title = name;
+      else groupInfo(c);
     }
   }
 
