@@ -11,10 +11,20 @@ use super::values::{as_u64, big, int64, text};
 use super::CassandraStore;
 use crate::Result;
 
-/// Seconds from `now_ms` to `expires_ms`, at least 1 (CQL's TTL is whole seconds, 0 is none).
+/// The longest TTL Cassandra accepts (20 years); a longer one is refused as invalid.
+const MAX_TTL_SECS: u64 = 630_720_000;
+
+/// The last second a row may be set to expire at: Cassandra before 4.1 keeps expiry times as
+/// 32-bit seconds, so a later one is refused (3.11) or wraps and expires the row at once
+/// (2.1; CASSANDRA-14092).
+const LAST_EXPIRY_SECS: u64 = i32::MAX as u64 - 1;
+
+/// Seconds from `now_ms` to `expires_ms`, from 1 (CQL's TTL is whole seconds, 0 is none) to
+/// what Cassandra can keep; `expires_ms` itself is still checked on every use.
 fn ttl(expires_ms: u64, now_ms: u64) -> i32 {
     let secs = expires_ms.saturating_sub(now_ms).div_ceil(1000);
-    secs.clamp(1, i32::MAX as u64) as i32
+    let room = LAST_EXPIRY_SECS.saturating_sub(now_ms / 1000);
+    secs.clamp(1, MAX_TTL_SECS.min(room).max(1)) as i32
 }
 
 /// [`natter_store::Store::refresh_save`].
@@ -71,8 +81,10 @@ pub(super) async fn rotate(
     }
     if was.token_hash == token_hash {
         let (next_hash, expires_ms) = next;
+        // The TTL counts from the real clock, which Cassandra's expiry uses; `now_ms` is only
+        // what the caller calls now for the lapse check.
         let values = (
-            ttl(expires_ms, now_ms),
+            ttl(expires_ms, natter_types::clock::now_ms()),
             next_hash,
             was.generation.as_str(),
             int64(expires_ms),
