@@ -20,8 +20,9 @@ use natter_config::Config;
 /// Tunes glibc's allocator, natter's allocator, before any thread starts.
 ///
 /// Idle connections cost 16.7 KiB each under glibc against 25.6 KiB under mimalloc (measured with
-/// `natter-bench idle`, 19,000 connections): each connection holds two 8 KiB codec buffers that
-/// are mostly never written, and glibc leaves their untouched pages out of RSS. glibc's weakness
+/// `natter-bench idle`, 19,000 connections): each connection held two 8 KiB codec buffers that
+/// were mostly never written, and glibc leaves untouched pages out of RSS (the buffers now start
+/// empty, third_party/rmqtt-net; docs/benchmarks.md has today's figures). glibc's weakness
 /// here was large short-lived buffers (argon2's 19 MiB per hash, the store's) kept in whichever
 /// thread's arena freed them (377 MiB to 1.7 GiB RSS for 30 MiB of live heap): a fixed mmap
 /// threshold gives every allocation over 256 KiB a mapping of its own, returned when freed

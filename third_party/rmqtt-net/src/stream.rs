@@ -23,6 +23,10 @@ use rmqtt_codec::v5::Codec as CodecV5;
 use rmqtt_codec::version::{ProtocolVersion, VersionCodec};
 use rmqtt_codec::{MqttCodec, MqttPacket};
 
+/// Bytes a connection's write buffer may hold before a send first flushes it (tokio-util's
+/// default, which `Framed::with_capacity` would otherwise tie to the initial capacity).
+const WRITE_BACKPRESSURE_BOUNDARY: usize = 8 * 1024;
+
 /// MQTT protocol dispatcher handling version negotiation
 ///
 /// Manages initial protocol detection and creates version-specific streams
@@ -48,7 +52,13 @@ where
         cert_info: Option<CertInfo>,
         cfg: Arc<Builder>,
     ) -> Self {
-        Dispatcher { io: Framed::new(io, MqttCodec::Version(VersionCodec)), remote_addr, cfg, cert_info }
+        // Both buffers start empty and grow to the packets the connection carries (the codec
+        // reserves a whole frame once it has read its header). `Framed::new` gave each 8 KiB up
+        // front, which an idle connection, most of a broker's, held for nothing. Writes still go
+        // out in one batch up to tokio-util's default 8 KiB backpressure boundary.
+        let mut io = Framed::with_capacity(io, MqttCodec::Version(VersionCodec), 0);
+        io.set_backpressure_boundary(WRITE_BACKPRESSURE_BOUNDARY);
+        Dispatcher { io, remote_addr, cfg, cert_info }
     }
 
     /// Negotiates protocol version and returns appropriate stream

@@ -199,8 +199,27 @@ impl SessionState {
         let mut flags = StateFlags::empty();
 
         self.scx.connections.inc();
-        match self.run_loop(&mut sink, keep_alive, &mut flags, &deliver_queue_tx, &mut deliver_queue_rx).await
-        {
+        let result =
+            self.run_loop(&mut sink, keep_alive, &mut flags, &deliver_queue_tx, &mut deliver_queue_rx).await;
+        // natter: the end of a connection runs in a future of its own, boxed: inline, its state
+        // (hooks, last will, the offline loop) made every connection's task bigger while it sat
+        // idle in `run_loop` (see there).
+        Box::pin(self.end(sink, result, flags, &deliver_queue_tx)).await;
+    }
+
+    /// Ends a connection whose online loop returned `result`: tells an MQTT 5 client why, closes
+    /// the socket, runs the disconnect hooks and the last will, then cleans the session or keeps
+    /// it offline until it expires or is taken over.
+    async fn end<Io>(
+        &mut self,
+        mut sink: Sink<Io>,
+        result: std::result::Result<(), Reason>,
+        mut flags: StateFlags,
+        deliver_queue_tx: &MessageSender,
+    ) where
+        Io: AsyncRead + AsyncWrite + Unpin,
+    {
+        match result {
             Ok(()) => {
                 log::debug!("{} exit ...", self.id);
             }
@@ -280,11 +299,11 @@ impl SessionState {
 
         if flags.contains(StateFlags::Kicked) {
             if flags.contains(StateFlags::ByAdminKick) {
-                self.clean(&deliver_queue_tx, self.disconnected_reason_take().await.unwrap_or_default())
+                self.clean(deliver_queue_tx, self.disconnected_reason_take().await.unwrap_or_default())
                     .await;
             }
         } else if clean_session {
-            self.clean(&deliver_queue_tx, self.disconnected_reason_take().await.unwrap_or_default()).await;
+            self.clean(deliver_queue_tx, self.disconnected_reason_take().await.unwrap_or_default()).await;
         } else {
             let session_expiry_interval = self.fitter.session_expiry_interval(disconnect.as_ref());
             //hook, offline_inflight_messages
@@ -295,7 +314,7 @@ impl SessionState {
 
             //Start offline event loop
             self.offline_run_loop(
-                &deliver_queue_tx,
+                deliver_queue_tx,
                 &mut flags,
                 will_delay_interval,
                 session_expiry_interval,
@@ -303,7 +322,7 @@ impl SessionState {
             .await;
             log::debug!("{:?} offline flags: {:?}", self.id, flags);
             if !flags.contains(StateFlags::Kicked) {
-                self.clean(&deliver_queue_tx, Reason::SessionExpiration).await;
+                self.clean(deliver_queue_tx, Reason::SessionExpiration).await;
             }
         }
     }
@@ -321,6 +340,10 @@ impl SessionState {
         Io: AsyncRead + AsyncWrite + Unpin,
     {
         log::debug!("{:?} start online event loop", self.id);
+        // natter: this loop is where a connection spends its life, mostly idle, and its future
+        // is part of every connection's task. Each branch's work is boxed, allocated only while
+        // it runs: inline, the biggest of them (a packet's handling, a delivery) sized the task
+        // of every idle connection.
         let state = self;
 
         let keep_alive_interval = if keep_alive == 0 {
@@ -359,7 +382,7 @@ impl SessionState {
                 _ = &mut deliver_timeout_delay => {
                     while let Some(iflt_msg) = state.out_inflight().write().await.pop_front_timeout(){
                         log::debug!("{:?} has timeout message in inflight: {:?}", state.id, iflt_msg);
-                        state.reforward(iflt_msg).await?;
+                        Box::pin(state.reforward(iflt_msg)).await?;
                     }
                 },
 
@@ -367,7 +390,7 @@ impl SessionState {
                     log::debug!("{:?} deliver_packet: {:?}", state.id, deliver_packet);
                     match deliver_packet {
                         Some(Some((from, p))) => {
-                            state.deliver(sink, from, p).await?;
+                            Box::pin(state.deliver(sink, from, p)).await?;
                         },
                         Some(None) => {
                             log::warn!("{:?} No messages received from the delivery queue", state.id);
@@ -383,7 +406,7 @@ impl SessionState {
                     if let Some(msg) = msg {
                         #[cfg(feature = "debug")]
                         state.scx.stats.debug_session_channels.dec();
-                        state.process_message(sink, msg, deliver_queue_tx, flags).await?;
+                        Box::pin(state.process_message(sink, msg, deliver_queue_tx, flags)).await?;
                     }else{
                         return Err("No message received from the Rx".into());
                     }
@@ -394,7 +417,7 @@ impl SessionState {
                     keep_alive_delay.as_mut().reset(Instant::now() + keep_alive_interval);
                     match pkt? {
                         Some(pkt) => {
-                            state.process_mqtt_message(sink, pkt, flags).await?;
+                            Box::pin(state.process_mqtt_message(sink, pkt, flags)).await?;
                             // natter: DISCONNECT ends the connection and, for a clean session,
                             // the session, now [MQTT-3.14.4-1]; waiting for the client to close
                             // the socket let a client that reconnects at once race its own old

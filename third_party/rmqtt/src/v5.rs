@@ -91,7 +91,9 @@ where
             scx.handshakings.dec();
         }
 
-        let (state, keep_alive) = match handshake(&scx, &mut sink, lid).await {
+        // natter: boxed, so the handshake's state is freed once the connection is up instead of
+        // sizing its task for as long as it stays open.
+        let (state, keep_alive) = match Box::pin(handshake(&scx, &mut sink, lid)).await {
             Ok(c) => c,
             Err((ack_code, e)) => {
                 // Only the authentication hook's own words go to the client, never an internal error.
