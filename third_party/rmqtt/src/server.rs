@@ -330,7 +330,9 @@ async fn listen_ws(scx: ServerContext, l: &Listener, lid: ListenerId) {
                     let stream = match accept.ws().await {
                         Ok(s) => s,
                         Err(e) => {
-                            log::warn!("WebSocket accept error: {e}, from: {remote_addr}");
+                            // Debug, not warn: any client can fail a handshake on purpose (or a
+                            // port probe by closing), one log line per attempt.
+                            log::debug!("WebSocket accept error: {e}, from: {remote_addr}");
                             return;
                         }
                     };
@@ -378,7 +380,7 @@ async fn listen_wss(scx: ServerContext, l: &Listener, lid: ListenerId) {
                     let stream = match accept.wss().await {
                         Ok(s) => s,
                         Err(e) => {
-                            log::warn!("WSS accept error: {e}, from: {remote_addr}");
+                            log::debug!("WSS accept error: {e}, from: {remote_addr}");
                             return;
                         }
                     };
