@@ -235,7 +235,6 @@ impl Store for CassandraStore {
         refresh::rotate(self, user, family, token_hash, next, now_ms).await
     }
     async fn refresh_revoke(&self, user: &UserId, family: &str, token_hash: &str) -> Result<bool> {
-        let values = (user.as_str(), family, token_hash);
-        self.lwt(&self.st.refresh_drop_if, values).await
+        refresh::revoke(self, user, family, token_hash).await
     }
 }

@@ -55,6 +55,23 @@ pub(super) async fn save(s: &CassandraStore, g: RefreshGrant, max_per_user: usiz
     s.write_batch(vec![s.w(&s.st.refresh_put, values)]).await
 }
 
+/// [`natter_store::Store::refresh_revoke`]. A token that names no grant (anyone may send one)
+/// costs a read, never a Paxos round.
+pub(super) async fn revoke(
+    s: &CassandraStore,
+    user: &UserId,
+    family: &str,
+    token_hash: &str,
+) -> Result<bool> {
+    type Row = (Option<String>, Option<String>, Option<i64>);
+    let row: Option<Row> = s.one(&s.st.refresh_get, (user.as_str(), family)).await?;
+    if row.is_none_or(|(current, _, _)| current.as_deref() != Some(token_hash)) {
+        return Ok(false);
+    }
+    let values = (user.as_str(), family, token_hash);
+    s.lwt(&s.st.refresh_drop_if, values).await
+}
+
 /// [`natter_store::Store::refresh_rotate`]; `next` is the next token's hash and expiry.
 pub(super) async fn rotate(
     s: &CassandraStore,

@@ -13,6 +13,14 @@ fn key(user: &UserId, family: &str) -> Vec<u8> {
     Key::name(user.as_str()).last(family)
 }
 
+/// Whether a grant is stored under `k` (a snapshot read).
+async fn exists(store: &EmbeddedStore, k: &[u8]) -> Result<bool> {
+    let k = k.to_vec();
+    store
+        .read(move |snap, t| Ok(get_json::<RefreshGrant>(snap, &t.refresh, &k)?.is_some()))
+        .await
+}
+
 /// [`crate::Store::refresh_save`].
 pub(super) async fn save(
     store: &EmbeddedStore,
@@ -58,6 +66,11 @@ pub(super) async fn rotate(
     now_ms: u64,
 ) -> Result<Rotation> {
     let (k, presented) = (key(user, family), token_hash.to_owned());
+    // Anyone may present a made-up token: one that names no grant costs a read, never a
+    // durable (fsync'd) write.
+    if !exists(store, &k).await? {
+        return Ok(Rotation::Unknown);
+    }
     store
         .write(None, move |tx, t| {
             let Some(g) = get_json::<RefreshGrant>(&*tx, &t.refresh, &k)? else {
@@ -91,6 +104,9 @@ pub(super) async fn revoke(
     token_hash: &str,
 ) -> Result<bool> {
     let (k, presented) = (key(user, family), token_hash.to_owned());
+    if !exists(store, &k).await? {
+        return Ok(false);
+    }
     store
         .write(None, move |tx, t| {
             let current = get_json::<RefreshGrant>(&*tx, &t.refresh, &k)?;
