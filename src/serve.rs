@@ -99,9 +99,7 @@ fn admin_token(config: &Config) -> anyhow::Result<String> {
     if !config.http.admin_token.is_empty() {
         return Ok(config.http.admin_token.clone());
     }
-    let token: String = (0..32)
-        .map(|_| format!("{:02x}", rand::random::<u8>()))
-        .collect();
+    let token = auth::hex(&rand::random::<[u8; 32]>());
     let path = config.data_dir.join("admin.token");
     auth::write_private(&path, token.as_bytes()).with_context(|| {
         format!(

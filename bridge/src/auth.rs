@@ -88,8 +88,12 @@ struct Claims {
 /// (a fresh salt) with every password change and every account, even one re-created under
 /// the same name. It reveals nothing of the password.
 pub(crate) fn generation(user: &UserRecord) -> String {
-    let d = Sha256::digest(user.password_hash.as_bytes());
-    d[..12].iter().map(|b| format!("{b:02x}")).collect()
+    hex(&Sha256::digest(user.password_hash.as_bytes())[..12])
+}
+
+/// `bytes` as lowercase hex, as every key, digest and random text of this crate is written.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 struct Issuer {
@@ -118,9 +122,9 @@ fn load_or_make_key(path: &Path) -> Result<Vec<u8>, KeyFileError> {
         Ok(_) => Err(KeyFileError::Short),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let key: [u8; 32] = rand::random();
-            let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
-            write_private(path, hex.as_bytes())?;
-            Ok(hex.into_bytes())
+            let text = hex(&key);
+            write_private(path, text.as_bytes())?;
+            Ok(text.into_bytes())
         }
         Err(e) => Err(e.into()),
     }
@@ -294,7 +298,7 @@ fn decoy_hash() -> &'static str {
     static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     DECOY.get_or_init(|| {
         let random: [u8; 16] = rand::random();
-        let text: String = random.iter().map(|b| format!("{b:02x}")).collect();
+        let text = hex(&random);
         hash_password(&text).unwrap_or_else(|e| {
             // The answer for an unknown user stays no (an empty hash matches nothing); only
             // the cost that hides the name is lost, so say so.

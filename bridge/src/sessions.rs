@@ -12,7 +12,7 @@ use natter_types::clock::now_ms;
 use natter_types::UserId;
 use sha2::{Digest, Sha256};
 
-use crate::auth::{generation, IssueError};
+use crate::auth::{generation, hex, IssueError};
 use crate::Bridge;
 
 /// What a refresh token starts with, naming its format's version.
@@ -68,16 +68,13 @@ fn parse(token: &str) -> Option<Presented<'_>> {
 }
 
 fn random_hex(bytes: usize) -> String {
-    (0..bytes)
-        .map(|_| format!("{:02x}", rand::random::<u8>()))
-        .collect()
+    hex(&(0..bytes)
+        .map(|_| rand::random::<u8>())
+        .collect::<Vec<u8>>())
 }
 
 fn hash(secret: &str) -> String {
-    Sha256::digest(secret.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex(&Sha256::digest(secret.as_bytes()))
 }
 
 impl Bridge {
